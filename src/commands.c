@@ -1,0 +1,12 @@
+/*
+ * commands.c - the table of subcommands main() dispatches to.  A module that
+ * adds a subcommand declares its function in its own header and adds a row.
+ */
+#include <stddef.h>
+
+#include "chatbattle/commands.h"
+
+const struct cb_command cb_commands[] = {
+	{"run", cb_cmd_run},
+	{NULL, NULL},
+};

@@ -1,0 +1,92 @@
+/*
+ * test.h - the tiny test harness of chatbattle's unit tests.
+ *
+ * A test is a void function; CHECK*() macros record a failure with file and
+ * line and return from it.  RUN(fn) prints "ok - fn" or "not ok - fn" (the
+ * lines test/run counts); test_done() prints the totals and gives main()'s
+ * exit status.  Diagnostics start with "# ".
+ */
+#ifndef CB_TEST_H
+#define CB_TEST_H
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int t_passed, t_failed, t_cur_failed;
+
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			printf("# %s:%d: CHECK(%s) failed\n", __FILE__,        \
+			       __LINE__, #cond);                               \
+			t_cur_failed = 1;                                      \
+			return;                                                \
+		}                                                              \
+	} while (0)
+
+#define CHECK_INT(a, b)                                                        \
+	do {                                                                   \
+		long long t_a = (long long)(a), t_b = (long long)(b);          \
+		if (t_a != t_b) {                                              \
+			printf("# %s:%d: %s == %lld, expected %s == %lld\n",   \
+			       __FILE__, __LINE__, #a, t_a, #b, t_b);          \
+			t_cur_failed = 1;                                      \
+			return;                                                \
+		}                                                              \
+	} while (0)
+
+#define CHECK_STR(a, b)                                                        \
+	do {                                                                   \
+		const char *t_a = (a), *t_b = (b);                             \
+		if (t_a == NULL || t_b == NULL || strcmp(t_a, t_b) != 0) {     \
+			printf("# %s:%d: %s == \"%s\", expected \"%s\"\n",     \
+			       __FILE__, __LINE__, #a, t_a ? t_a : "(null)",   \
+			       t_b ? t_b : "(null)");                          \
+			t_cur_failed = 1;                                      \
+			return;                                                \
+		}                                                              \
+	} while (0)
+
+#define RUN(fn) t_run(#fn, fn)
+
+static inline void t_run(const char *name, void (*fn)(void))
+{
+	t_cur_failed = 0;
+	fn();
+	if (t_cur_failed) {
+		printf("not ok - %s\n", name);
+		t_failed++;
+	} else {
+		printf("ok - %s\n", name);
+		t_passed++;
+	}
+	fflush(stdout);
+}
+
+static inline int test_done(void)
+{
+	printf("# %d passed, %d failed\n", t_passed, t_failed);
+	return t_failed ? 1 : 0;
+}
+
+/* Monotonic milliseconds, for deadlines in tests that wait on conditions. */
+static inline int64_t t_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The repository root (tests run from it; $CB_ROOT overrides). */
+static inline const char *t_root(void)
+{
+	const char *r = getenv("CB_ROOT");
+
+	return r ? r : ".";
+}
+
+#endif
