@@ -73,6 +73,15 @@ build/tsan/%.o: src/%.c $(HDRS) $(GEN)
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_CFLAGS) -c -o $@ $<
 
+# The dashboard (web/) embedded into the binary: only src/http_assets.c
+# includes the generated header.
+build/gen/assets.h: tools/embed.sh $(wildcard web/*)
+	@mkdir -p $(@D)
+	tools/embed.sh web $@
+
+build/rel/http_assets.o build/asan/http_assets.o build/tsan/http_assets.o \
+	build/fuzz/http_assets.o: build/gen/assets.h
+
 build/asan/chatbattle: $(call objs,asan,$(SRCS))
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
 

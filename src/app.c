@@ -10,11 +10,13 @@
 
 #include "chatbattle/app.h"
 #include "chatbattle/err.h"
+#include "chatbattle/http.h"
 #include "chatbattle/log.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
 
 const struct cb_module cb_app_modules[] = {
+	{"http", "serve", cb_http_start, cb_http_stop},
 	{NULL, NULL, NULL, NULL},
 };
 

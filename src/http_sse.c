@@ -1,0 +1,370 @@
+/*
+ * http_sse.c - GET /api/channels/:id/events: Server-Sent Events.
+ *
+ * Each stream is a libmicrohttpd response from a callback (chunked, no
+ * size).  When the callback has nothing to send it suspends its connection
+ * (MHD_suspend_connection) and returns 0, so a quiet stream holds no HTTP
+ * thread: the epoll workers keep serving other requests.  One notifier
+ * thread, owned here, blocks in cb_stats_cache_wait() (in slices of
+ * NOTIFY_SLICE_MS, so that stop is prompt) and resumes the suspended
+ * streams when the cache's version moves or their heartbeat is due; each
+ * resumed callback then sends its channel's new ChannelStats, a heartbeat
+ * comment, or suspends again.
+ *
+ * Locking: sse->lock guards the client list and each client's `suspended`
+ * flag.  A callback marks itself suspended and calls MHD_suspend_connection
+ * under the lock; the notifier clears the flag under the lock and calls
+ * MHD_resume_connection after releasing it, so our lock is never taken
+ * inside libmicrohttpd's.  A connection flagged suspended is suspended in
+ * libmicrohttpd, which cannot end it before it is resumed, so the client
+ * memory stays valid until its response's free callback runs.
+ *
+ * A missed wake-up is impossible: the callback samples the cache version
+ * before it looks at its channel, and re-checks it under the lock before
+ * suspending; a change after that point wakes the notifier, which finds the
+ * client suspended.  Streams are bounded by sse_max_clients.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chatbattle/app.h"
+#include "chatbattle/config.h"
+#include "chatbattle/err.h"
+#include "chatbattle/http.h"
+#include "chatbattle/log.h"
+#include "chatbattle/metrics.h"
+#include "chatbattle/stats_cache.h"
+#include "http_int.h"
+
+#define NOTIFY_SLICE_MS 250
+#define RETRY_MS 3000
+
+struct sse_client {
+	struct cb_http_sse *sse;
+	struct MHD_Connection *conn;
+	char channel[26];
+	uint64_t sent_version; /* channel version last sent; 0 = none */
+	int64_t next_hb_ms;    /* monotonic */
+	bool suspended;        /* under sse->lock */
+	char *out;             /* bytes to send (malloc'd), or NULL */
+	size_t out_len, out_off;
+	struct sse_client *prev, *next;
+};
+
+struct cb_http_sse {
+	struct cb_http *h;
+	struct cb_stats_cache *cache;
+	pthread_mutex_t lock;
+	pthread_cond_t gone; /* a client left */
+	struct sse_client *head;
+	size_t nclients;
+	bool stopping;
+	atomic_bool stop_notifier;
+	pthread_t notifier;
+	bool notifier_started;
+};
+
+/* Replaces cl's pending output by text (copied). */
+static int set_out(struct sse_client *cl, const char *text, size_t len)
+{
+	char *p = malloc(len);
+
+	if (p == NULL)
+		return CB_E_NOMEM;
+	memcpy(p, text, len);
+	free(cl->out);
+	cl->out = p;
+	cl->out_len = len;
+	cl->out_off = 0;
+	return 0;
+}
+
+/* Builds the next message for cl into cl->out: its channel's stats when
+ * they changed, else a heartbeat when due.  Returns 1 when there is one,
+ * 0 when there is nothing to send, or a negative cb_err. */
+static int prepare(struct sse_client *cl)
+{
+	struct cb_http_sse *s = cl->sse;
+	struct cb_stats_view v;
+	int64_t now = cb_http_mono_ms();
+	char *json, *msg;
+	size_t len, mlen;
+	int n;
+
+	if (cb_stats_cache_get(s->cache, cl->channel, &v) == 0 &&
+	    v.version != cl->sent_version &&
+	    cb_stats_cache_current_json(s->cache, cl->channel, &json, &len) ==
+		    0) {
+		/* One data: line: the document must hold no newline (the
+		 * cache stores compact JSON; this keeps that a guarantee). */
+		for (size_t i = 0; i < len; i++)
+			if (json[i] == '\n' || json[i] == '\r')
+				json[i] = ' ';
+		mlen = len + 64;
+		msg = malloc(mlen);
+		if (msg == NULL) {
+			free(json);
+			return CB_E_NOMEM;
+		}
+		n = snprintf(msg, mlen, "id: %" PRIu64 "\nevent: stats\ndata: %s\n\n",
+			     v.version, json);
+		free(json);
+		free(cl->out);
+		cl->out = msg;
+		cl->out_len = (size_t)n;
+		cl->out_off = 0;
+		cl->sent_version = v.version;
+		cl->next_hb_ms = now + s->h->cfg->sse_heartbeat_s * 1000;
+		cb_metric_add(CB_M_sse_events_total, 1);
+		return 1;
+	}
+	if (now >= cl->next_hb_ms) {
+		static const char hb[] = ": heartbeat\n\n";
+
+		cl->next_hb_ms = now + s->h->cfg->sse_heartbeat_s * 1000;
+		return set_out(cl, hb, sizeof(hb) - 1) == 0 ? 1 : CB_E_NOMEM;
+	}
+	return 0;
+}
+
+static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct sse_client *cl = cls;
+	struct cb_http_sse *s = cl->sse;
+
+	for (;;) {
+		uint64_t global;
+		int r;
+
+		if (cl->out_off < cl->out_len) {
+			size_t n = cl->out_len - cl->out_off;
+
+			if (n > max)
+				n = max;
+			memcpy(buf, cl->out + cl->out_off, n);
+			cl->out_off += n;
+			return (ssize_t)n;
+		}
+		global = cb_stats_cache_version(s->cache);
+		r = prepare(cl);
+		if (r < 0)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		pthread_mutex_lock(&s->lock);
+		if (s->stopping) {
+			pthread_mutex_unlock(&s->lock);
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		}
+		if (r > 0 || cb_stats_cache_version(s->cache) != global) {
+			pthread_mutex_unlock(&s->lock);
+			continue;
+		}
+		cl->suspended = true;
+		MHD_suspend_connection(cl->conn);
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+}
+
+/* The response is gone (stream ended or client left): forget the client. */
+static void client_free(void *cls)
+{
+	struct sse_client *cl = cls;
+	struct cb_http_sse *s = cl->sse;
+
+	pthread_mutex_lock(&s->lock);
+	if (cl->prev)
+		cl->prev->next = cl->next;
+	else
+		s->head = cl->next;
+	if (cl->next)
+		cl->next->prev = cl->prev;
+	s->nclients--;
+	cb_metric_set(CB_M_sse_clients, s->nclients);
+	pthread_cond_broadcast(&s->gone);
+	pthread_mutex_unlock(&s->lock);
+	cb_debug("http", "SSE stream for %s closed", cl->channel);
+	free(cl->out);
+	free(cl);
+}
+
+/* Resumes the suspended clients that have something to do.  Resumption
+ * happens outside the lock (see the header comment). */
+static void wake(struct cb_http_sse *s, bool all, int64_t now)
+{
+	struct MHD_Connection *batch[64];
+	size_t n;
+
+	do {
+		n = 0;
+		pthread_mutex_lock(&s->lock);
+		for (struct sse_client *cl = s->head;
+		     cl != NULL && n < sizeof(batch) / sizeof(batch[0]);
+		     cl = cl->next) {
+			if (!cl->suspended || (!all && now < cl->next_hb_ms))
+				continue;
+			cl->suspended = false;
+			batch[n++] = cl->conn;
+		}
+		pthread_mutex_unlock(&s->lock);
+		for (size_t i = 0; i < n; i++)
+			MHD_resume_connection(batch[i]);
+	} while (n == sizeof(batch) / sizeof(batch[0]));
+}
+
+static void *notifier_main(void *arg)
+{
+	struct cb_http_sse *s = arg;
+	uint64_t seen = cb_stats_cache_version(s->cache);
+
+	while (!atomic_load(&s->stop_notifier)) {
+		uint64_t v = cb_stats_cache_wait(s->cache, seen, NOTIFY_SLICE_MS);
+
+		wake(s, v != seen, cb_http_mono_ms());
+		seen = v;
+	}
+	return NULL;
+}
+
+int cb_http_sse_new(struct cb_http *h, char *errstr, size_t errstr_size)
+{
+	struct cb_http_sse *s = calloc(1, sizeof(*s));
+	int rc;
+
+	if (s == NULL)
+		return cb_seterr(errstr, errstr_size, CB_E_NOMEM,
+				 "http: out of memory");
+	s->h = h;
+	s->cache = h->app->cache;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->gone, NULL);
+	rc = pthread_create(&s->notifier, NULL, notifier_main, s);
+	if (rc != 0) {
+		pthread_cond_destroy(&s->gone);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return cb_seterr(errstr, errstr_size, CB_E_AGAIN,
+				 "http: cannot start the SSE notifier thread");
+	}
+	s->notifier_started = true;
+	h->sse = s;
+	return 0;
+}
+
+void cb_http_sse_shutdown(struct cb_http *h, int timeout_ms)
+{
+	struct cb_http_sse *s = h->sse;
+	struct timespec deadline;
+
+	if (s == NULL)
+		return;
+	atomic_store(&s->stop_notifier, true);
+	if (s->notifier_started) {
+		pthread_join(s->notifier, NULL);
+		s->notifier_started = false;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_mutex_unlock(&s->lock);
+	/* Every stream now ends at its next callback. */
+	wake(s, true, 0);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->lock);
+	while (s->nclients > 0 &&
+	       pthread_cond_timedwait(&s->gone, &s->lock, &deadline) == 0)
+		;
+	if (s->nclients > 0)
+		cb_warn("http", "%zu SSE stream(s) still open at stop",
+			s->nclients);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void cb_http_sse_free(struct cb_http *h)
+{
+	struct cb_http_sse *s = h ? h->sse : NULL;
+
+	if (s == NULL)
+		return;
+	if (s->notifier_started) {
+		atomic_store(&s->stop_notifier, true);
+		pthread_join(s->notifier, NULL);
+	}
+	pthread_cond_destroy(&s->gone);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	h->sse = NULL;
+}
+
+enum MHD_Result cb_http_sse_events(struct cb_http_ctx *x)
+{
+	static const char *const busy[] = {"Retry-After", "10", NULL};
+	static const char *const hdrs[] = {
+		"Cache-Control", "no-cache",
+		"X-Accel-Buffering", "no",
+		NULL};
+	struct cb_http_sse *s = x->h->sse;
+	struct sse_client *cl;
+	struct MHD_Response *r;
+	const char *last;
+	char hello[96];
+	int n;
+
+	if (s == NULL)
+		return cb_http_error(x, 503, NULL,
+				     "the stats cache is not available in "
+				     "this instance");
+	cl = calloc(1, sizeof(*cl));
+	if (cl == NULL)
+		return cb_http_error(x, 500, NULL, "out of memory");
+	cl->sse = s;
+	cl->conn = x->conn;
+	memcpy(cl->channel, x->channel, sizeof(cl->channel));
+	last = MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND,
+					   "Last-Event-ID");
+	if (last != NULL)
+		cl->sent_version = strtoull(last, NULL, 10);
+	cl->next_hb_ms = cb_http_mono_ms() + x->h->cfg->sse_heartbeat_s * 1000;
+	n = snprintf(hello, sizeof(hello), "retry: %d\n: stream of %s\n\n",
+		     RETRY_MS, cl->channel);
+	if (set_out(cl, hello, (size_t)n) != 0) {
+		free(cl);
+		return cb_http_error(x, 500, NULL, "out of memory");
+	}
+	pthread_mutex_lock(&s->lock);
+	if (s->stopping || s->nclients >= (size_t)x->h->cfg->sse_max_clients) {
+		bool stopping = s->stopping;
+
+		pthread_mutex_unlock(&s->lock);
+		free(cl->out);
+		free(cl);
+		cb_metric_add(CB_M_sse_rejected_total, 1);
+		return cb_http_error(x, 503, busy,
+				     stopping ? "shutting down"
+					      : "too many event streams open "
+						"(sse_max_clients)");
+	}
+	cl->next = s->head;
+	if (s->head)
+		s->head->prev = cl;
+	s->head = cl;
+	s->nclients++;
+	cb_metric_set(CB_M_sse_clients, s->nclients);
+	pthread_mutex_unlock(&s->lock);
+	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader,
+					      cl, client_free);
+	if (r == NULL) {
+		client_free(cl);
+		return cb_http_error(x, 500, NULL, "out of memory");
+	}
+	cb_debug("http", "SSE stream for %s opened", cl->channel);
+	return cb_http_queue(x, 200, "text/event-stream", r, 0, hdrs);
+}
