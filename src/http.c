@@ -15,6 +15,7 @@
  * queued on the first call, and those close the connection on purpose.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -620,6 +621,29 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 	*con_cls = NULL;
 }
 
+/* Percent-decoding of the path and query (libmicrohttpd's, except that
+ * %00 stays as it is: a NUL would cut the path short, so "/%00x" would be
+ * served as "/"). */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	char *w = s;
+
+	for (const char *r = s; *r != '\0'; r++) {
+		if (r[0] == '%' && isxdigit((unsigned char)r[1]) &&
+		    isxdigit((unsigned char)r[2]) &&
+		    !(r[1] == '0' && r[2] == '0')) {
+			char hex[3] = {r[1], r[2], '\0'};
+
+			*w++ = (char)strtol(hex, NULL, 16);
+			r += 2;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+	return (size_t)(w - s);
+}
+
 /* libmicrohttpd's own error messages enter the log here, once. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -706,8 +730,9 @@ int cb_http_start(struct cb_app *app, char *errstr, size_t errstr_size)
 			 (intptr_t)cfg->http_timeout_s, NULL},
 			{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed,
 			 h},
-			{MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
 			{MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, NULL},
+			{MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape,
+			 NULL},
 			/* A pool only with two or more threads. */
 			{cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE
 					       : MHD_OPTION_END,

@@ -232,7 +232,6 @@ static void *notifier_main(void *arg)
 int cb_http_sse_new(struct cb_http *h, char *errstr, size_t errstr_size)
 {
 	struct cb_http_sse *s = calloc(1, sizeof(*s));
-	int rc;
 
 	if (s == NULL)
 		return cb_seterr(errstr, errstr_size, CB_E_NOMEM,
@@ -241,16 +240,21 @@ int cb_http_sse_new(struct cb_http *h, char *errstr, size_t errstr_size)
 	s->cache = h->app->cache;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->gone, NULL);
-	rc = pthread_create(&s->notifier, NULL, notifier_main, s);
-	if (rc != 0) {
-		pthread_cond_destroy(&s->gone);
-		pthread_mutex_destroy(&s->lock);
-		free(s);
-		return cb_seterr(errstr, errstr_size, CB_E_AGAIN,
-				 "http: cannot start the SSE notifier thread");
+	h->sse = s;
+	return 0;
+}
+
+/* Under s->lock: the notifier starts with the first stream, so that an
+ * instance nobody streams from runs no extra thread. */
+static int start_notifier(struct cb_http_sse *s)
+{
+	if (s->notifier_started)
+		return 0;
+	if (pthread_create(&s->notifier, NULL, notifier_main, s) != 0) {
+		cb_error("http", "cannot start the SSE notifier thread");
+		return CB_E_AGAIN;
 	}
 	s->notifier_started = true;
-	h->sse = s;
 	return 0;
 }
 
@@ -261,14 +265,15 @@ void cb_http_sse_shutdown(struct cb_http *h, int timeout_ms)
 
 	if (s == NULL)
 		return;
+	/* After this no stream starts, and neither does the notifier. */
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_mutex_unlock(&s->lock);
 	atomic_store(&s->stop_notifier, true);
 	if (s->notifier_started) {
 		pthread_join(s->notifier, NULL);
 		s->notifier_started = false;
 	}
-	pthread_mutex_lock(&s->lock);
-	s->stopping = true;
-	pthread_mutex_unlock(&s->lock);
 	/* Every stream now ends at its next callback. */
 	wake(s, true, 0);
 	clock_gettime(CLOCK_REALTIME, &deadline);
@@ -340,7 +345,8 @@ enum MHD_Result cb_http_sse_events(struct cb_http_ctx *x)
 		return cb_http_error(x, 500, NULL, "out of memory");
 	}
 	pthread_mutex_lock(&s->lock);
-	if (s->stopping || s->nclients >= (size_t)x->h->cfg->sse_max_clients) {
+	if (s->stopping || s->nclients >= (size_t)x->h->cfg->sse_max_clients ||
+	    start_notifier(s) != 0) {
 		bool stopping = s->stopping;
 
 		pthread_mutex_unlock(&s->lock);

@@ -1,0 +1,1386 @@
+/*
+ * test_http.c - the HTTP module in-process on a free port, with a real
+ * stats cache filled through cb_stats_cache_apply and a real IRC command
+ * ring, talked to over raw TCP: every endpoint's status codes and JSON
+ * shape (the original API's exact fields and bytes), errors (400 404 405
+ * 413 415 401 403), CORS, keep-alive, hostile requests, the OpenAPI
+ * document against the route table, embedded assets, and Server-Sent
+ * Events (updates, heartbeats, no pinned thread, limits, stop).
+ *
+ * `test_http --serve` instead runs a fixture server for the browser test
+ * (test/integration/t55-browser) until its standard input closes: see
+ * serve_fixture() at the end.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "chatbattle/app.h"
+#include "chatbattle/config.h"
+#include "chatbattle/err.h"
+#include "chatbattle/http.h"
+#include "chatbattle/metrics.h"
+#include "chatbattle/record.h"
+#include "chatbattle/ring.h"
+#include "chatbattle/stats_cache.h"
+#include "test.h"
+
+/* ---- a server under test ---- */
+
+struct srv {
+	struct cb_config cfg;
+	struct cb_app app;
+	struct cb_stats_cache *cache;
+	uint16_t port;
+};
+
+/* Starts the module with defaults changed by tweak (may be NULL). */
+static int srv_start(struct srv *s, void (*tweak)(struct cb_config *))
+{
+	char errstr[512];
+	int err;
+
+	memset(s, 0, sizeof(*s));
+	if (cb_config_init(&s->cfg, errstr, sizeof(errstr)) != 0)
+		return -1;
+	s->cfg.port = 0;
+	s->cfg.http_threads = 1;
+	if (tweak)
+		tweak(&s->cfg);
+	if (cb_stats_cache_new(&s->cache, 8, errstr, sizeof(errstr)) != 0)
+		return -1;
+	if (cb_ring_new(&s->app.irc_cmd, 64 << 10, "irc_cmd", errstr,
+			sizeof(errstr)) != 0)
+		return -1;
+	s->app.cfg = &s->cfg;
+	s->app.cache = s->cache;
+	s->app.wake_fd = -1;
+	err = cb_http_start(&s->app, errstr, sizeof(errstr));
+	if (err != 0) {
+		printf("# cb_http_start: %s\n", errstr);
+		return err;
+	}
+	s->port = cb_http_port(&s->app);
+	return 0;
+}
+
+static void srv_stop(struct srv *s)
+{
+	cb_http_stop(&s->app);
+	cb_ring_free(s->app.irc_cmd);
+	cb_stats_cache_free(s->cache);
+	cb_config_release(&s->cfg);
+}
+
+static char docbuf[8192];
+
+/* Applies a ChannelStats record for ch, window [start, start + 600 s). */
+static int apply(struct srv *s, const char *ch, int64_t count, int64_t start,
+		 int64_t updated, const char *extra)
+{
+	char errstr[256];
+	int n = snprintf(docbuf, sizeof(docbuf),
+			 "{\"channel_id\":\"%s\",\"message_count\":%lld,"
+			 "\"window_start\":%lld,\"window_end\":%lld,"
+			 "\"window_duration_seconds\":600,"
+			 "\"unique_chatters\":7,\"last_updated\":%lld%s%s}",
+			 ch, (long long)count, (long long)start,
+			 (long long)(start + 600000), (long long)updated,
+			 extra ? "," : "", extra ? extra : "");
+
+	return cb_stats_cache_apply(s->cache, ch, strlen(ch), docbuf,
+				    (size_t)n, 0, errstr, sizeof(errstr));
+}
+
+/* ---- a raw HTTP/1.1 client ---- */
+
+static int conn_open(uint16_t port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(port)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int send_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+struct resp {
+	int status;
+	char head[8192]; /* status line and headers, NUL-terminated */
+	char body[65536];
+	size_t body_len;
+	bool closed; /* the server closed the connection after it */
+};
+
+/* Reads from fd until buf holds n bytes or deadline; returns bytes held. */
+static size_t fill(int fd, char *buf, size_t have, size_t want, size_t cap,
+		   int64_t deadline, bool *closed)
+{
+	while (have < want && have < cap) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int64_t left = deadline - t_now_ms();
+		ssize_t r;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			break;
+		r = recv(fd, buf + have, cap - have, 0);
+		if (r <= 0) {
+			*closed = true;
+			break;
+		}
+		have += (size_t)r;
+	}
+	return have;
+}
+
+/* The value of header name in r->head ("" when absent). */
+static const char *hdr(const struct resp *r, const char *name, char *out,
+		       size_t size)
+{
+	const char *p = r->head;
+	size_t n = strlen(name);
+
+	out[0] = '\0';
+	while ((p = strstr(p, "\r\n")) != NULL) {
+		p += 2;
+		if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
+			const char *v = p + n + 1, *e;
+
+			while (*v == ' ')
+				v++;
+			e = strstr(v, "\r\n");
+			snprintf(out, size, "%.*s", (int)(e ? e - v : (long)strlen(v)), v);
+			break;
+		}
+	}
+	return out;
+}
+
+/* Reads one response (Content-Length bodies; HEAD and 204/304 have
+ * none).  Returns 0 or -1. */
+static int read_resp(int fd, struct resp *r, bool head_only)
+{
+	static char buf[sizeof(r->head) + sizeof(r->body)];
+	static size_t have; /* bytes of the next response already read */
+	static int have_fd = -1;
+	int64_t deadline = t_now_ms() + 5000;
+	char *end;
+	char cl[32];
+	size_t hlen, blen;
+
+	if (have_fd != fd)
+		have = 0;
+	have_fd = fd;
+	memset(r, 0, sizeof(*r));
+	for (;;) {
+		buf[have] = '\0';
+		end = strstr(buf, "\r\n\r\n");
+		if (end != NULL)
+			break;
+		size_t before = have;
+
+		have = fill(fd, buf, have, have + 1, sizeof(buf) - 1, deadline,
+			    &r->closed);
+		if (have == before)
+			return -1;
+	}
+	hlen = (size_t)(end - buf) + 4;
+	if (hlen >= sizeof(r->head))
+		return -1;
+	memcpy(r->head, buf, hlen);
+	r->head[hlen] = '\0';
+	if (sscanf(r->head, "HTTP/1.%*d %d", &r->status) != 1)
+		return -1;
+	hdr(r, "Content-Length", cl, sizeof(cl));
+	blen = (head_only || r->status == 204 || r->status == 304)
+		       ? 0
+		       : (size_t)strtoull(cl, NULL, 10);
+	if (blen >= sizeof(r->body))
+		return -1;
+	have = fill(fd, buf, have, hlen + blen, sizeof(buf) - 1, deadline,
+		    &r->closed);
+	if (have < hlen + blen)
+		return -1;
+	memcpy(r->body, buf + hlen, blen);
+	r->body[blen] = '\0';
+	r->body_len = blen;
+	memmove(buf, buf + hlen + blen, have - hlen - blen);
+	have -= hlen + blen;
+	if (!r->closed) {
+		/* Did the server close after this response? */
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		char c;
+
+		if (have == 0 && poll(&p, 1, 0) == 1 &&
+		    recv(fd, &c, 1, MSG_PEEK) == 0)
+			r->closed = true;
+	}
+	return 0;
+}
+
+/* One request on a fresh connection. */
+static int request(uint16_t port, const char *raw, struct resp *r)
+{
+	int fd = conn_open(port), rc;
+
+	if (fd < 0)
+		return -1;
+	rc = send_all(fd, raw, strlen(raw));
+	if (rc == 0)
+		rc = read_resp(fd, r, strncmp(raw, "HEAD ", 5) == 0);
+	close(fd);
+	return rc;
+}
+
+static int get(uint16_t port, const char *path, struct resp *r)
+{
+	char raw[2048];
+
+	snprintf(raw, sizeof(raw),
+		 "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+	return request(port, raw, r);
+}
+
+static json_t *body_json(const struct resp *r)
+{
+	json_error_t e;
+
+	return json_loadb(r->body, r->body_len, 0, &e);
+}
+
+/* True when r is {"error": non-empty string, "status": r->status} only. */
+static bool is_error_doc(const struct resp *r)
+{
+	json_t *j = body_json(r);
+	bool ok = j != NULL && json_object_size(j) == 2 &&
+		  json_is_string(json_object_get(j, "error")) &&
+		  json_string_length(json_object_get(j, "error")) > 0 &&
+		  json_integer_value(json_object_get(j, "status")) == r->status;
+
+	json_decref(j);
+	return ok;
+}
+
+/* ---- tests ---- */
+
+static void test_iso8601_matches_javascript(void)
+{
+	/* Expected values printed by node: new Date(ms).toISOString(). */
+	static const struct {
+		int64_t ms;
+		const char *iso;
+	} v[] = {
+		{0, "1970-01-01T00:00:00.000Z"},
+		{1234567890123, "2009-02-13T23:31:30.123Z"},
+		{-1, "1969-12-31T23:59:59.999Z"},
+		{951782400000, "2000-02-29T00:00:00.000Z"},
+		{253402300800000, "+010000-01-01T00:00:00.000Z"},
+		{-62198755200000, "-000001-01-01T00:00:00.000Z"},
+		{-62167219200001, "-000001-12-31T23:59:59.999Z"},
+		{8640000000000000, "+275760-09-13T00:00:00.000Z"},
+	};
+	char buf[CB_HTTP_ISO_MAX];
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		CHECK_STR(cb_http_iso8601(v[i].ms, buf), v[i].iso);
+}
+
+static void test_loopback_addresses(void)
+{
+	CHECK(cb_http_is_loopback("127.0.0.1"));
+	CHECK(cb_http_is_loopback("127.1.2.3"));
+	CHECK(cb_http_is_loopback("::1"));
+	CHECK(cb_http_is_loopback("localhost"));
+	CHECK(!cb_http_is_loopback("0.0.0.0"));
+	CHECK(!cb_http_is_loopback("::"));
+	CHECK(!cb_http_is_loopback("10.0.0.1"));
+	CHECK(!cb_http_is_loopback("128.0.0.1"));
+}
+
+static void no_token_everywhere(struct cb_config *c)
+{
+	free(c->http_bind);
+	c->http_bind = strdup("0.0.0.0");
+}
+
+static void test_refuses_public_bind_without_token(void)
+{
+	struct srv s;
+
+	CHECK_INT(srv_start(&s, no_token_everywhere), CB_E_CONFIG);
+	CHECK(s.app.http == NULL);
+	cb_ring_free(s.app.irc_cmd);
+	cb_stats_cache_free(s.cache);
+	cb_config_release(&s.cfg);
+}
+
+static void test_port_in_use_is_an_error(void)
+{
+	struct srv a, b;
+	static uint16_t taken;
+	char errstr[256];
+
+	CHECK_INT(srv_start(&a, NULL), 0);
+	taken = a.port;
+	memset(&b, 0, sizeof(b));
+	CHECK_INT(cb_config_init(&b.cfg, errstr, sizeof(errstr)), 0);
+	b.cfg.port = taken;
+	b.app.cfg = &b.cfg;
+	CHECK_INT(cb_http_start(&b.app, errstr, sizeof(errstr)), CB_E_HTTP);
+	CHECK(strstr(errstr, "cannot listen") != NULL);
+	cb_config_release(&b.cfg);
+	srv_stop(&a);
+}
+
+static void test_stats_original_bytes(void)
+{
+	struct srv s;
+	struct resp r;
+	char v[64];
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	CHECK_INT(apply(&s, "pajlada", 1250, 1234567800000, 1234567890123,
+			NULL),
+		  0);
+	CHECK_INT(get(s.port, "/api/channels/pajlada/stats", &r), 0);
+	CHECK_INT(r.status, 200);
+	CHECK_STR(r.body,
+		  "{\"channel_id\":\"pajlada\",\"message_count\":1250,"
+		  "\"current_window\":{\"start\":\"2009-02-13T23:30:00.000Z\","
+		  "\"end\":\"2009-02-13T23:40:00.000Z\","
+		  "\"duration_seconds\":600},"
+		  "\"last_updated\":\"2009-02-13T23:31:30.123Z\"}");
+	CHECK_STR(hdr(&r, "Content-Type", v, sizeof(v)), "application/json");
+	CHECK_STR(hdr(&r, "Access-Control-Allow-Origin", v, sizeof(v)), "*");
+	/* The id is normalized like a --channel value. */
+	CHECK_INT(get(s.port, "/api/channels/PajLada/stats", &r), 0);
+	CHECK_INT(r.status, 200);
+	CHECK(strstr(r.body, "\"channel_id\":\"pajlada\"") != NULL);
+	CHECK_INT(get(s.port, "/api/channels/%23pajlada/stats", &r), 0);
+	CHECK_INT(r.status, 200);
+	/* Newer figures replace older ones. */
+	CHECK_INT(apply(&s, "pajlada", 1300, 1234567800000, 1234567891000,
+			NULL),
+		  0);
+	CHECK_INT(get(s.port, "/api/channels/pajlada/stats", &r), 0);
+	CHECK(strstr(r.body, "\"message_count\":1300,") != NULL);
+	srv_stop(&s);
+}
+
+static void test_stats_missing_or_invalid_channel(void)
+{
+	static const char *const bad[] = {
+		"/api/channels/b%40d/stats",
+		"/api/channels/aaaaaaaaaaaaaaaaaaaaaaaaaa/stats",
+		"/api/channels/%20/stats",
+	};
+	struct srv s;
+	struct resp r;
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	CHECK_INT(get(s.port, "/api/channels/nobody/stats", &r), 0);
+	CHECK_INT(r.status, 404);
+	CHECK(is_error_doc(&r));
+	CHECK(strstr(r.body, "nobody") != NULL);
+	/* A decoded slash makes another path, which does not exist. */
+	CHECK_INT(get(s.port, "/api/channels/..%2F..%2Fetc/stats", &r), 0);
+	CHECK_INT(r.status, 404);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK_INT(get(s.port, bad[i], &r), 0);
+		if (r.status != 400)
+			printf("# %s -> %d\n", bad[i], r.status);
+		CHECK_INT(r.status, 400);
+		CHECK(is_error_doc(&r));
+	}
+	srv_stop(&s);
+}
+
+static void test_health_states(void)
+{
+	struct srv s;
+	struct resp r;
+	json_t *j, *svc;
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	for (int d = 0; d < CB_DEP_COUNT; d++)
+		cb_health_set((enum cb_dep)d, CB_DEP_UP);
+	CHECK_INT(get(s.port, "/api/health", &r), 0);
+	CHECK_INT(r.status, 200);
+	CHECK(strncmp(r.body, "{\"status\":\"healthy\",\"timestamp\":\"", 33) ==
+	      0);
+	j = body_json(&r);
+	CHECK(j != NULL);
+	svc = json_object_get(j, "services");
+	CHECK_STR(json_string_value(json_object_get(svc, "kafka")),
+		  "connected");
+	CHECK_STR(json_string_value(json_object_get(svc, "cache")), "ready");
+	CHECK_STR(json_string_value(json_object_get(svc, "cassandra")),
+		  "connected");
+	CHECK_STR(json_string_value(json_object_get(svc, "irc")), "connected");
+	CHECK_INT(strlen(json_string_value(json_object_get(j, "timestamp"))),
+		  24);
+	json_decref(j);
+
+	/* Disabled does not make it unhealthy. */
+	cb_health_set(CB_DEP_CASSANDRA, CB_DEP_DISABLED);
+	CHECK_INT(get(s.port, "/api/health", &r), 0);
+	CHECK_INT(r.status, 200);
+	CHECK(strstr(r.body, "\"cassandra\":\"disabled\"") != NULL);
+
+	/* Down or not yet connected does. */
+	cb_health_set(CB_DEP_KAFKA, CB_DEP_DOWN);
+	CHECK_INT(get(s.port, "/api/health", &r), 0);
+	CHECK_INT(r.status, 503);
+	j = body_json(&r);
+	CHECK_STR(json_string_value(json_object_get(j, "status")),
+		  "unhealthy");
+	CHECK_STR(json_string_value(json_object_get(
+			  json_object_get(j, "services"), "kafka")),
+		  "disconnected");
+	CHECK(json_is_false(json_object_get(
+		json_object_get(json_object_get(j, "dependencies"), "kafka"),
+		"healthy")));
+	json_decref(j);
+	cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
+	cb_health_set(CB_DEP_IRC, CB_DEP_UNKNOWN);
+	CHECK_INT(get(s.port, "/api/health", &r), 0);
+	CHECK_INT(r.status, 503);
+	CHECK(strstr(r.body, "\"irc\":\"connecting\"") != NULL);
+	srv_stop(&s);
+}
+
+static void serve_only(struct cb_config *c)
+{
+	char errstr[128];
+
+	cb_config_set(c, CB_OPT_roles, "serve", CB_SRC_FLAG, "test", false,
+		      errstr, sizeof(errstr));
+}
+
+static void test_health_ignores_other_roles(void)
+{
+	struct srv s;
+	struct resp r;
+
+	CHECK_INT(srv_start(&s, serve_only), 0);
+	cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
+	cb_health_set(CB_DEP_CACHE, CB_DEP_UP);
+	cb_health_set(CB_DEP_IRC, CB_DEP_DOWN);
+	cb_health_set(CB_DEP_CASSANDRA, CB_DEP_DOWN);
+	CHECK_INT(get(s.port, "/api/health", &r), 0);
+	CHECK_INT(r.status, 200);
+	CHECK(strstr(r.body, "\"irc\":\"not_in_roles\"") != NULL);
+	CHECK(strstr(r.body, "\"cassandra\":\"not_in_roles\"") != NULL);
+	/* ... and such an instance cannot start or stop channels. */
+	CHECK_INT(request(s.port,
+			  "POST /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Length: 0\r\n\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 503);
+	CHECK(is_error_doc(&r));
+	srv_stop(&s);
+}
+
+static void test_channels_list(void)
+{
+	struct srv s;
+	struct resp r;
+	json_t *j, *list, *e;
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	CHECK_INT(get(s.port, "/api/channels", &r), 0);
+	CHECK_INT(r.status, 200);
+	CHECK(strstr(r.body, "\"channels\":[]") != NULL);
+	CHECK_INT(apply(&s, "zed", 5, 1234567800000, 1234567800500, NULL), 0);
+	CHECK_INT(apply(&s, "alpha", 9, 1234567800000, 1234567800500, NULL),
+		  0);
+	CHECK_INT(get(s.port, "/api/channels", &r), 0);
+	CHECK_INT(r.status, 200);
+	j = body_json(&r);
+	list = json_object_get(j, "channels");
+	CHECK_INT(json_array_size(list), 2);
+	CHECK_INT(json_integer_value(json_object_get(j, "count")), 2);
+	e = json_array_get(list, 0);
+	CHECK_STR(json_string_value(json_object_get(e, "channel_id")), "alpha");
+	CHECK(json_is_true(json_object_get(e, "has_stats")));
+	CHECK_INT(json_integer_value(json_object_get(e, "message_count")), 9);
+	CHECK(json_is_boolean(json_object_get(e, "monitored")));
+	CHECK_STR(json_string_value(json_object_get(
+			  json_array_get(list, 1), "channel_id")),
+		  "zed");
+	json_decref(j);
+	srv_stop(&s);
+}
+
+static void test_windows_newest_first(void)
+{
+	struct srv s;
+	struct resp r;
+	json_t *j, *w;
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(apply(&s, "chan", 10 + i, 1234567800000 + i * 600000LL,
+				1234567800000 + i * 600000LL + 1, NULL),
+			  0);
+	CHECK_INT(get(s.port, "/api/channels/chan/windows?limit=2", &r), 0);
+	CHECK_INT(r.status, 200);
+	j = body_json(&r);
+	CHECK(j != NULL);
+	CHECK_STR(json_string_value(json_object_get(j, "channel_id")), "chan");
+	w = json_object_get(j, "windows");
+	CHECK_INT(json_array_size(w), 2);
+	CHECK_INT(json_integer_value(
+			  json_object_get(json_array_get(w, 0), "message_count")),
+		  12);
+	CHECK_INT(json_integer_value(
+			  json_object_get(json_array_get(w, 1), "message_count")),
+		  11);
+	json_decref(j);
+	CHECK_INT(get(s.port, "/api/channels/chan/windows", &r), 0);
+	j = body_json(&r);
+	CHECK_INT(json_array_size(json_object_get(j, "windows")), 3);
+	json_decref(j);
+	CHECK_INT(get(s.port, "/api/channels/chan/windows?limit=0", &r), 0);
+	CHECK_INT(r.status, 400);
+	CHECK(is_error_doc(&r));
+	CHECK_INT(get(s.port, "/api/channels/chan/windows?limit=ten", &r), 0);
+	CHECK_INT(r.status, 400);
+	CHECK_INT(get(s.port, "/api/channels/chan/windows?limit=5&x=1", &r), 0);
+	CHECK_INT(r.status, 400);
+	CHECK(strstr(r.body, "\\\"x\\\"") != NULL);
+	CHECK_INT(get(s.port, "/api/channels/other/windows", &r), 0);
+	CHECK_INT(r.status, 404);
+	srv_stop(&s);
+}
+
+static void test_top_lists(void)
+{
+	struct srv s;
+	struct resp r;
+	json_t *j;
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	CHECK_INT(apply(&s, "chan", 50, 1234567800000, 1234567800001,
+			"\"top_emotes\":[{\"name\":\"Kappa\",\"count\":40},"
+			"{\"name\":\"PogChamp\",\"count\":3}],"
+			"\"top_chatters\":[{\"username\":\"x\",\"count\":12}]"),
+		  0);
+	CHECK_INT(get(s.port, "/api/channels/chan/top?limit=1", &r), 0);
+	CHECK_INT(r.status, 200);
+	j = body_json(&r);
+	CHECK(j != NULL);
+	CHECK_INT(json_array_size(json_object_get(j, "top_emotes")), 1);
+	CHECK_STR(json_string_value(json_object_get(
+			  json_array_get(json_object_get(j, "top_emotes"), 0),
+			  "name")),
+		  "Kappa");
+	CHECK_INT(json_array_size(json_object_get(j, "top_chatters")), 1);
+	CHECK_STR(json_string_value(json_object_get(j, "window_start")),
+		  "2009-02-13T23:30:00.000Z");
+	CHECK_INT(json_integer_value(json_object_get(j, "message_count")), 50);
+	json_decref(j);
+	CHECK_INT(get(s.port, "/api/channels/chan/top", &r), 0);
+	j = body_json(&r);
+	CHECK_INT(json_array_size(json_object_get(j, "top_emotes")), 2);
+	json_decref(j);
+	CHECK_INT(get(s.port, "/api/channels/chan/top?limit=101", &r), 0);
+	CHECK_INT(r.status, 400);
+	CHECK_INT(get(s.port, "/api/channels/none/top", &r), 0);
+	CHECK_INT(r.status, 404);
+	srv_stop(&s);
+}
+
+/* The next command in the IRC ring, or op 0. */
+static struct cb_irc_cmd next_cmd(struct srv *s)
+{
+	struct cb_irc_cmd c = {0};
+	uint32_t len;
+	const void *p = cb_ring_read(s->app.irc_cmd, &len);
+
+	if (p != NULL && len == sizeof(c)) {
+		memcpy(&c, p, sizeof(c));
+		cb_ring_release(s->app.irc_cmd);
+	}
+	return c;
+}
+
+static void test_start_and_stop_channels(void)
+{
+	struct srv s;
+	struct resp r;
+	struct cb_irc_cmd c;
+	char raw[20000];
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	CHECK_INT(request(s.port,
+			  "POST /api/channels/%23Forsen HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Length: 0\r\n\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 202);
+	CHECK_STR(r.body, "{\"channel_id\":\"forsen\",\"action\":\"join\","
+			  "\"status\":\"accepted\"}");
+	c = next_cmd(&s);
+	CHECK_INT(c.op, CB_IRC_JOIN);
+	CHECK_STR(c.channel, "forsen");
+	CHECK_INT(request(s.port,
+			  "DELETE /api/channels/forsen HTTP/1.1\r\nHost: x\r\n"
+			  "\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 202);
+	c = next_cmd(&s);
+	CHECK_INT(c.op, CB_IRC_PART);
+	CHECK_STR(c.channel, "forsen");
+	/* A JSON object body is accepted. */
+	CHECK_INT(request(s.port,
+			  "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Type: application/json\r\n"
+			  "Content-Length: 2\r\n\r\n{}",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 202);
+	CHECK_INT(next_cmd(&s).op, CB_IRC_JOIN);
+	/* Other bodies are refused and queue nothing. */
+	CHECK_INT(request(s.port,
+			  "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Type: text/plain\r\n"
+			  "Content-Length: 2\r\n\r\nhi",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 415);
+	CHECK(is_error_doc(&r));
+	CHECK_INT(request(s.port,
+			  "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Type: application/json\r\n"
+			  "Content-Length: 5\r\n\r\n{nope",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 400);
+	CHECK(is_error_doc(&r));
+	CHECK_INT(request(s.port,
+			  "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Type: application/json\r\n"
+			  "Content-Length: 3\r\n\r\n[1]",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 400);
+	/* Over http_max_body (16384): announced, and chunked. */
+	CHECK_INT(request(s.port,
+			  "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Type: application/json\r\n"
+			  "Content-Length: 16385\r\n\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 413);
+	CHECK(is_error_doc(&r));
+	{
+		int n = snprintf(raw, sizeof(raw),
+				 "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
+				 "Content-Type: application/json\r\n"
+				 "Transfer-Encoding: chunked\r\n\r\n"
+				 "4400\r\n");
+
+		memset(raw + n, ' ', 0x4400);
+		snprintf(raw + n + 0x4400, sizeof(raw) - (size_t)n - 0x4400,
+			 "\r\n0\r\n\r\n");
+		CHECK_INT(request(s.port, raw, &r), 0);
+		CHECK_INT(r.status, 413);
+	}
+	CHECK_INT(request(s.port,
+			  "POST /api/channels/b%21d HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Length: 0\r\n\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 400);
+	CHECK_INT(next_cmd(&s).op, 0);
+	/* GET with a body is refused. */
+	CHECK_INT(request(s.port,
+			  "GET /api/health HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Type: application/json\r\n"
+			  "Content-Length: 2\r\n\r\n{}",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 400);
+	srv_stop(&s);
+}
+
+static void with_token(struct cb_config *c)
+{
+	free(c->api_token);
+	c->api_token = strdup("s3cret-token");
+	free(c->http_bind);
+	c->http_bind = strdup("0.0.0.0");
+}
+
+static void test_control_needs_token(void)
+{
+	struct srv s;
+	struct resp r;
+	char v[128];
+
+	CHECK_INT(srv_start(&s, with_token), 0);
+	CHECK_INT(request(s.port,
+			  "POST /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Length: 0\r\n\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 401);
+	CHECK(is_error_doc(&r));
+	CHECK(strncmp(hdr(&r, "WWW-Authenticate", v, sizeof(v)), "Bearer", 6) ==
+	      0);
+	CHECK(strstr(r.body, "s3cret") == NULL);
+	CHECK_INT(request(s.port,
+			  "DELETE /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
+			  "Authorization: Bearer s3cret-tokeX\r\n\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 403);
+	CHECK_INT(request(s.port,
+			  "DELETE /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
+			  "Authorization: Bearer s3cret\r\n\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 403);
+	CHECK_INT(next_cmd(&s).op, 0);
+	CHECK_INT(request(s.port,
+			  "DELETE /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
+			  "Authorization: Bearer s3cret-token\r\n\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 202);
+	CHECK_INT(next_cmd(&s).op, CB_IRC_PART);
+	/* Reading needs no token. */
+	CHECK_INT(get(s.port, "/api/channels", &r), 0);
+	CHECK_INT(r.status, 200);
+	srv_stop(&s);
+}
+
+static void test_methods_paths_and_preflight(void)
+{
+	struct srv s;
+	struct resp r;
+	char v[128];
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	CHECK_INT(request(s.port,
+			  "PUT /api/channels/abc/stats HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Length: 0\r\n\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 405);
+	CHECK(is_error_doc(&r));
+	CHECK_STR(hdr(&r, "Allow", v, sizeof(v)), "GET, HEAD, OPTIONS");
+	CHECK_INT(request(s.port,
+			  "GET /api/channels/abc HTTP/1.1\r\nHost: x\r\n\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 405);
+	CHECK_STR(hdr(&r, "Allow", v, sizeof(v)), "POST, DELETE, OPTIONS");
+	CHECK_INT(request(s.port,
+			  "FOO /api/health HTTP/1.1\r\nHost: x\r\n\r\n", &r),
+		  0);
+	CHECK_INT(r.status, 405);
+	CHECK_INT(get(s.port, "/api/nothing", &r), 0);
+	CHECK_INT(r.status, 404);
+	CHECK(is_error_doc(&r));
+	CHECK_STR(hdr(&r, "Access-Control-Allow-Origin", v, sizeof(v)), "*");
+	CHECK_INT(get(s.port, "/api/health/", &r), 0);
+	CHECK_INT(r.status, 404);
+	CHECK_INT(get(s.port, "/api/channels/abc/stats/extra", &r), 0);
+	CHECK_INT(r.status, 404);
+	CHECK_INT(request(s.port,
+			  "OPTIONS /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
+			  "Origin: http://example.org\r\n"
+			  "Access-Control-Request-Method: POST\r\n\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 204);
+	CHECK_STR(hdr(&r, "Access-Control-Allow-Methods", v, sizeof(v)),
+		  "POST, DELETE, OPTIONS");
+	CHECK(strstr(hdr(&r, "Access-Control-Allow-Headers", v, sizeof(v)),
+		     "Authorization") != NULL);
+	CHECK_STR(hdr(&r, "Access-Control-Allow-Origin", v, sizeof(v)), "*");
+	CHECK_INT(request(s.port,
+			  "HEAD /api/health HTTP/1.1\r\nHost: x\r\n\r\n", &r),
+		  0);
+	CHECK(r.status == 200 || r.status == 503);
+	CHECK_INT(r.body_len, 0);
+	srv_stop(&s);
+}
+
+static void no_cors(struct cb_config *c)
+{
+	free(c->cors_origin);
+	c->cors_origin = strdup("");
+}
+
+static void one_origin(struct cb_config *c)
+{
+	free(c->cors_origin);
+	c->cors_origin = strdup("https://dash.example");
+}
+
+static void test_cors_setting(void)
+{
+	struct srv s;
+	struct resp r;
+	char v[128];
+
+	CHECK_INT(srv_start(&s, no_cors), 0);
+	CHECK_INT(get(s.port, "/api/channels", &r), 0);
+	CHECK_INT(r.status, 200);
+	CHECK_STR(hdr(&r, "Access-Control-Allow-Origin", v, sizeof(v)), "");
+	srv_stop(&s);
+	CHECK_INT(srv_start(&s, one_origin), 0);
+	CHECK_INT(get(s.port, "/api/nothing", &r), 0);
+	CHECK_STR(hdr(&r, "Access-Control-Allow-Origin", v, sizeof(v)),
+		  "https://dash.example");
+	CHECK_STR(hdr(&r, "Vary", v, sizeof(v)), "Origin");
+	srv_stop(&s);
+}
+
+/* Regression: libmicrohttpd closed the connection after every response
+ * queued on the first handler call; one connection must serve many. */
+static void test_keepalive_one_connection_many_requests(void)
+{
+	struct srv s;
+	struct resp r;
+	int fd, i;
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	CHECK_INT(apply(&s, "chan", 1, 1234567800000, 1234567800001, NULL), 0);
+	fd = conn_open(s.port);
+	CHECK(fd >= 0);
+	for (i = 0; i < 300; i++) {
+		static const char *const paths[] = {
+			"/api/channels/chan/stats", "/api/channels/zz/stats",
+			"/api/health", "/nothing", "/api/channels/chan/top",
+			"/metrics"};
+		char raw[256];
+
+		snprintf(raw, sizeof(raw),
+			 "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", paths[i % 6]);
+		if (send_all(fd, raw, strlen(raw)) != 0 ||
+		    read_resp(fd, &r, false) != 0 || r.closed)
+			break;
+		if (i % 6 == 0 && r.status != 200)
+			break;
+	}
+	close(fd);
+	if (i != 300)
+		printf("# connection ended after %d requests\n", i + 1);
+	CHECK_INT(i, 300);
+	/* Pipelined requests on one connection too. */
+	fd = conn_open(s.port);
+	CHECK(fd >= 0);
+	{
+		static const char two[] =
+			"GET /api/channels/chan/stats HTTP/1.1\r\nHost: x\r\n\r\n"
+			"GET /api/channels/chan/stats HTTP/1.1\r\nHost: x\r\n\r\n";
+
+		CHECK_INT(send_all(fd, two, sizeof(two) - 1), 0);
+		CHECK_INT(read_resp(fd, &r, false), 0);
+		CHECK_INT(r.status, 200);
+		CHECK_INT(read_resp(fd, &r, false), 0);
+		CHECK_INT(r.status, 200);
+		CHECK(!r.closed);
+	}
+	close(fd);
+	srv_stop(&s);
+}
+
+static void test_hostile_requests(void)
+{
+	static const char *const traversal[] = {
+		"/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
+		"/..%2Fsrc%2Fhttp.c", "/web/index.html", "/index.html/",
+		"/./index.html", "//etc/passwd", "/%00"};
+	struct srv s;
+	struct resp r;
+	char *raw;
+	size_t n = 70000;
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	for (size_t i = 0; i < sizeof(traversal) / sizeof(traversal[0]); i++) {
+		CHECK_INT(get(s.port, traversal[i], &r), 0);
+		if (r.status != 404 && r.status != 400)
+			printf("# %s -> %d\n", traversal[i], r.status);
+		CHECK(r.status == 404 || r.status == 400);
+	}
+	/* A header larger than the connection's memory: refused, and the
+	 * server goes on. */
+	raw = malloc(n + 128);
+	CHECK(raw != NULL);
+	snprintf(raw, n + 128, "GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: ");
+	memset(raw + strlen(raw), 'a', n);
+	snprintf(raw + strlen(raw) - 10, 128, "aa\r\n\r\n");
+	CHECK_INT(request(s.port, raw, &r), 0);
+	free(raw);
+	CHECK(r.status == 431 || r.status == 413 || r.status == 400);
+	/* Garbage instead of a request line. */
+	CHECK(request(s.port, "\x01\x02 garbage\r\n\r\n", &r) != 0 ||
+	      r.status == 400);
+	CHECK(request(s.port, "GET /api/health HTTP/9.9\r\n\r\n", &r) != 0 ||
+	      r.status >= 400);
+	/* Still serving. */
+	CHECK_INT(get(s.port, "/api/channels", &r), 0);
+	CHECK_INT(r.status, 200);
+	srv_stop(&s);
+}
+
+static void test_metrics_text(void)
+{
+	struct srv s;
+	struct resp r;
+	char v[128];
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	CHECK_INT(get(s.port, "/api/nothing", &r), 0);
+	CHECK_INT(get(s.port, "/metrics", &r), 0);
+	CHECK_INT(r.status, 200);
+	CHECK(strncmp(hdr(&r, "Content-Type", v, sizeof(v)), "text/plain", 10) ==
+	      0);
+	CHECK(strstr(r.body, "\nchatbattle_http_requests_total ") != NULL);
+	CHECK(strstr(r.body, "\nchatbattle_http_client_errors_total ") != NULL);
+	CHECK(strstr(r.body, "chatbattle_sse_clients ") != NULL);
+	srv_stop(&s);
+}
+
+/* Every route is in web/openapi.json and every operation there is a
+ * route. */
+static void test_openapi_matches_routes(void)
+{
+	const struct cb_http_route_info *routes;
+	size_t n = cb_http_routes(&routes), ops = 0;
+	struct srv s;
+	struct resp r;
+	json_t *doc, *paths, *item;
+	const char *path, *method;
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	CHECK_INT(get(s.port, "/api/openapi.json", &r), 0);
+	CHECK_INT(r.status, 200);
+	doc = body_json(&r);
+	srv_stop(&s);
+	CHECK(doc != NULL);
+	CHECK(strncmp(json_string_value(json_object_get(doc, "openapi")),
+		      "3.", 2) == 0);
+	paths = json_object_get(doc, "paths");
+	for (size_t i = 0; i < n; i++) {
+		char m[16];
+		size_t k;
+
+		for (k = 0; routes[i].method[k] && k < sizeof(m) - 1; k++)
+			m[k] = (char)(routes[i].method[k] | 0x20);
+		m[k] = '\0';
+		if (json_object_get(json_object_get(paths, routes[i].path),
+				    m) == NULL)
+			printf("# %s %s is not in openapi.json\n",
+			       routes[i].method, routes[i].path);
+		CHECK(json_object_get(json_object_get(paths, routes[i].path),
+				      m) != NULL);
+	}
+	json_object_foreach(paths, path, item)
+	{
+		json_t *op;
+
+		json_object_foreach(item, method, op)
+		{
+			bool found = false;
+
+			if (strcmp(method, "parameters") == 0)
+				continue;
+			ops++;
+			for (size_t i = 0; i < n; i++)
+				found |= strcmp(routes[i].path, path) == 0 &&
+					 strcasecmp(routes[i].method, method) ==
+						 0;
+			if (!found)
+				printf("# openapi.json has %s %s, the code "
+				       "does not\n",
+				       method, path);
+			CHECK(found);
+			CHECK(json_object_get(op, "responses") != NULL);
+		}
+	}
+	CHECK_INT(ops, n);
+	json_decref(doc);
+}
+
+static void test_assets_and_etag(void)
+{
+	struct srv s;
+	struct resp r;
+	char v[128], etag[80], raw[256];
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	CHECK_INT(get(s.port, "/", &r), 0);
+	CHECK_INT(r.status, 200);
+	CHECK(strncmp(hdr(&r, "Content-Type", v, sizeof(v)), "text/html", 9) ==
+	      0);
+	CHECK(strstr(r.body, "<html") != NULL || strstr(r.body, "<!doctype") != NULL);
+	CHECK_STR(hdr(&r, "Cache-Control", v, sizeof(v)), "no-cache");
+	hdr(&r, "ETag", etag, sizeof(etag));
+	CHECK(etag[0] == '"');
+	snprintf(raw, sizeof(raw),
+		 "GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n",
+		 etag);
+	CHECK_INT(request(s.port, raw, &r), 0);
+	CHECK_INT(r.status, 304);
+	CHECK_INT(r.body_len, 0);
+	CHECK_INT(get(s.port, "/app.js", &r), 0);
+	CHECK_INT(r.status, 200);
+	CHECK_STR(hdr(&r, "Content-Type", v, sizeof(v)),
+		  "text/javascript; charset=utf-8");
+	CHECK_INT(get(s.port, "/app.css", &r), 0);
+	CHECK_INT(r.status, 200);
+	CHECK_STR(hdr(&r, "Content-Type", v, sizeof(v)),
+		  "text/css; charset=utf-8");
+	CHECK_INT(request(s.port,
+			  "POST /index.html HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Length: 0\r\n\r\n",
+			  &r),
+		  0);
+	CHECK_INT(r.status, 405);
+	srv_stop(&s);
+}
+
+/* ---- Server-Sent Events ---- */
+
+/* Reads the stream on fd into buf until it holds needle (after *off);
+ * returns true when found within timeout_ms. */
+static bool stream_until(int fd, char *buf, size_t cap, size_t *have,
+			 size_t *off, const char *needle, int timeout_ms)
+{
+	int64_t deadline = t_now_ms() + timeout_ms;
+	bool closed = false;
+
+	for (;;) {
+		char *hit;
+
+		buf[*have] = '\0';
+		hit = strstr(buf + *off, needle);
+		if (hit != NULL) {
+			*off = (size_t)(hit - buf) + strlen(needle);
+			return true;
+		}
+		if (closed || t_now_ms() >= deadline || *have >= cap - 1)
+			return false;
+		*have = fill(fd, buf, *have, *have + 1, cap - 1, deadline,
+			     &closed);
+	}
+}
+
+static void fast_heartbeat(struct cb_config *c)
+{
+	c->sse_heartbeat_s = 1;
+	c->sse_max_clients = 2;
+}
+
+static int open_stream(uint16_t port, const char *ch)
+{
+	char raw[256];
+	int fd = conn_open(port);
+
+	snprintf(raw, sizeof(raw),
+		 "GET /api/channels/%s/events HTTP/1.1\r\nHost: x\r\n"
+		 "Accept: text/event-stream\r\n\r\n",
+		 ch);
+	if (fd >= 0 && send_all(fd, raw, strlen(raw)) != 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+static void test_sse_updates_heartbeats_and_limits(void)
+{
+	static char buf[65536];
+	struct srv s;
+	struct resp r;
+	size_t have = 0, off = 0;
+	int fd, fd2, fd3;
+	int64_t t0;
+
+	CHECK_INT(srv_start(&s, fast_heartbeat), 0);
+	CHECK_INT(apply(&s, "chan", 10, 1234567800000, 1234567800001, NULL), 0);
+	fd = open_stream(s.port, "chan");
+	CHECK(fd >= 0);
+	CHECK(stream_until(fd, buf, sizeof(buf), &have, &off,
+			   "Content-Type: text/event-stream", 3000));
+	/* The current figures at once. */
+	CHECK(stream_until(fd, buf, sizeof(buf), &have, &off,
+			   "event: stats\ndata: {\"channel_id\":\"chan\","
+			   "\"message_count\":10,",
+			   3000));
+	/* While the stream is idle (suspended), the single HTTP thread
+	 * serves other requests. */
+	CHECK_INT(get(s.port, "/api/channels/chan/stats", &r), 0);
+	CHECK_INT(r.status, 200);
+	/* An update is pushed as soon as the cache changes. */
+	t0 = t_now_ms();
+	CHECK_INT(apply(&s, "chan", 11, 1234567800000, 1234567800002, NULL), 0);
+	CHECK(stream_until(fd, buf, sizeof(buf), &have, &off,
+			   "\"message_count\":11,", 3000));
+	printf("# update delivered in %lld ms\n", (long long)(t_now_ms() - t0));
+	/* Another channel's change sends nothing on this stream. */
+	CHECK_INT(apply(&s, "other", 1, 1234567800000, 1234567800002, NULL),
+		  0);
+	/* Heartbeats (sse_heartbeat_s = 1). */
+	CHECK(stream_until(fd, buf, sizeof(buf), &have, &off, ": heartbeat\n\n",
+			   4000));
+	CHECK(strstr(buf, "\"channel_id\":\"other\"") == NULL);
+	/* sse_max_clients = 2: a third stream is refused. */
+	fd2 = open_stream(s.port, "other");
+	CHECK(fd2 >= 0);
+	{
+		static char b2[8192];
+		size_t h2 = 0, o2 = 0;
+
+		CHECK(stream_until(fd2, b2, sizeof(b2), &h2, &o2,
+				   "\"channel_id\":\"other\"", 3000));
+	}
+	CHECK(cb_metric_get(CB_M_sse_clients) == 2);
+	fd3 = open_stream(s.port, "chan");
+	CHECK(fd3 >= 0);
+	CHECK_INT(read_resp(fd3, &r, false), 0);
+	CHECK_INT(r.status, 503);
+	CHECK(is_error_doc(&r));
+	close(fd3);
+	/* A stream for a bad id is a 400. */
+	CHECK_INT(get(s.port, "/api/channels/b%40d/events", &r), 0);
+	CHECK_INT(r.status, 400);
+	/* A client that leaves is forgotten (at its next heartbeat). */
+	close(fd2);
+	{
+		int64_t deadline = t_now_ms() + 5000;
+
+		while (cb_metric_get(CB_M_sse_clients) != 1 &&
+		       t_now_ms() < deadline) {
+			struct pollfd p = {.fd = -1};
+
+			poll(&p, 0, 20);
+		}
+		CHECK_INT(cb_metric_get(CB_M_sse_clients), 1);
+	}
+	/* Stop ends open streams promptly. */
+	t0 = t_now_ms();
+	srv_stop(&s);
+	CHECK(t_now_ms() - t0 < 2500);
+	{
+		bool closed = false;
+
+		have = fill(fd, buf, have, sizeof(buf), sizeof(buf) - 1,
+			    t_now_ms() + 2000, &closed);
+		CHECK(closed);
+	}
+	close(fd);
+	CHECK_INT(cb_metric_get(CB_M_sse_clients), 0);
+}
+
+static void two_threads(struct cb_config *c)
+{
+	c->http_threads = 2;
+}
+
+/* Several streams and plain requests at once on a thread pool. */
+static void test_sse_many_streams_thread_pool(void)
+{
+	static char buf[8][16384];
+	size_t have[8] = {0}, off[8] = {0};
+	struct srv s;
+	struct resp r;
+	int fd[8];
+
+	CHECK_INT(srv_start(&s, two_threads), 0);
+	for (int i = 0; i < 8; i++) {
+		fd[i] = open_stream(s.port, i % 2 ? "odd" : "even");
+		CHECK(fd[i] >= 0);
+		CHECK(stream_until(fd[i], buf[i], sizeof(buf[i]), &have[i],
+				   &off[i], ": stream of ", 3000));
+	}
+	for (int round = 1; round <= 3; round++) {
+		char want[64];
+
+		CHECK_INT(apply(&s, "odd", round, 1234567800000,
+				1234567800000 + round, NULL),
+			  0);
+		CHECK_INT(apply(&s, "even", 100 + round, 1234567800000,
+				1234567800000 + round, NULL),
+			  0);
+		CHECK_INT(get(s.port, "/api/channels/odd/stats", &r), 0);
+		CHECK_INT(r.status, 200);
+		for (int i = 0; i < 8; i++) {
+			snprintf(want, sizeof(want), "\"message_count\":%d,",
+				 i % 2 ? round : 100 + round);
+			CHECK(stream_until(fd[i], buf[i], sizeof(buf[i]),
+					   &have[i], &off[i], want, 3000));
+		}
+	}
+	srv_stop(&s);
+	for (int i = 0; i < 8; i++)
+		close(fd[i]);
+}
+
+/* ---- fixture server for the browser test ---- */
+
+/*
+ * `test_http --serve`: the HTTP module with a stats cache and a stand-in
+ * for the pipeline behind it, until standard input closes.  Prints
+ * "port N" on standard output.  A POST (JOIN) of a channel makes the
+ * stand-in apply a ChannelStats record for it every 200 ms with a count
+ * that grows; a DELETE (PART) stops that.  Used only until the IRC reader
+ * and the aggregator are on main.
+ */
+struct fixture {
+	struct srv *s;
+	volatile int stop;
+	char active[16][26];
+	int64_t count[16];
+};
+
+static void *fixture_main(void *arg)
+{
+	struct fixture *f = arg;
+	int64_t tick = 0;
+
+	while (!f->stop) {
+		struct cb_irc_cmd c;
+		struct pollfd p = {.fd = -1};
+		int64_t now = (int64_t)time(NULL) * 1000;
+		int64_t start = now - now % 600000;
+
+		while ((c = next_cmd(f->s)).op != 0) {
+			for (int i = 0; i < 16; i++) {
+				if (c.op == CB_IRC_JOIN &&
+				    f->active[i][0] == '\0') {
+					memcpy(f->active[i], c.channel, 26);
+					f->count[i] = 0;
+					break;
+				}
+				if (c.op == CB_IRC_PART &&
+				    strcmp(f->active[i], c.channel) == 0) {
+					f->active[i][0] = '\0';
+					break;
+				}
+				if (c.op == CB_IRC_JOIN &&
+				    strcmp(f->active[i], c.channel) == 0)
+					break;
+			}
+		}
+		for (int i = 0; i < 16; i++) {
+			char extra[1024];
+			int64_t m = (now - start) / 60000;
+
+			if (f->active[i][0] == '\0')
+				continue;
+			f->count[i] += 3 + (tick + i) % 5;
+			snprintf(extra, sizeof(extra),
+				 "\"per_minute\":[%lld,%lld,%lld],"
+				 "\"top_emotes\":[{\"name\":\"Kappa\",\"count\":%lld},"
+				 "{\"name\":\"PogChamp\",\"count\":%lld}],"
+				 "\"top_chatters\":[{\"username\":\"viewer1\",\"count\":%lld}],"
+				 "\"moments\":[{\"minute_start\":%lld,\"count\":%lld,"
+				 "\"mean\":2.0,\"stddev\":1.0,\"score\":4.0}]",
+				 (long long)(f->count[i] / 3),
+				 (long long)(f->count[i] / 2),
+				 (long long)f->count[i],
+				 (long long)(f->count[i] / 4 + 1),
+				 (long long)(f->count[i] / 8 + 1),
+				 (long long)(f->count[i] / 10 + 1),
+				 (long long)(start + m * 60000),
+				 (long long)f->count[i]);
+			apply(f->s, f->active[i], f->count[i], start, now,
+			      extra);
+		}
+		tick++;
+		poll(&p, 0, 200);
+	}
+	return NULL;
+}
+
+static int serve_fixture(void)
+{
+	static struct srv s;
+	struct fixture f = {.s = &s};
+	pthread_t t;
+	char line[64];
+
+	if (srv_start(&s, NULL) != 0)
+		return 1;
+	for (int d = 0; d < CB_DEP_COUNT; d++)
+		cb_health_set((enum cb_dep)d, CB_DEP_UP);
+	cb_health_set(CB_DEP_CASSANDRA, CB_DEP_DISABLED);
+	printf("port %u\n", (unsigned)s.port);
+	fflush(stdout);
+	pthread_create(&t, NULL, fixture_main, &f);
+	while (fgets(line, sizeof(line), stdin) != NULL)
+		;
+	f.stop = 1;
+	pthread_join(t, NULL);
+	srv_stop(&s);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (argc > 1 && strcmp(argv[1], "--serve") == 0)
+		return serve_fixture();
+	RUN(test_iso8601_matches_javascript);
+	RUN(test_loopback_addresses);
+	RUN(test_refuses_public_bind_without_token);
+	RUN(test_port_in_use_is_an_error);
+	RUN(test_stats_original_bytes);
+	RUN(test_stats_missing_or_invalid_channel);
+	RUN(test_health_states);
+	RUN(test_health_ignores_other_roles);
+	RUN(test_channels_list);
+	RUN(test_windows_newest_first);
+	RUN(test_top_lists);
+	RUN(test_start_and_stop_channels);
+	RUN(test_control_needs_token);
+	RUN(test_methods_paths_and_preflight);
+	RUN(test_cors_setting);
+	RUN(test_keepalive_one_connection_many_requests);
+	RUN(test_hostile_requests);
+	RUN(test_metrics_text);
+	RUN(test_openapi_matches_routes);
+	RUN(test_assets_and_etag);
+	RUN(test_sse_updates_heartbeats_and_limits);
+	RUN(test_sse_many_streams_thread_pool);
+	return test_done();
+}
