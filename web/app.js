@@ -1,1 +1,473 @@
-// dashboard
+/*
+ * ChatBattle dashboard: plain JavaScript, no build step, no dependencies.
+ *
+ * Data: GET /api/health and /api/channels (polled), GET
+ * /api/channels/:id/windows (history for the chart, once per channel), and
+ * the live stream GET /api/channels/:id/events (Server-Sent Events: one
+ * ChannelStats document per change; EventSource reconnects by itself, and
+ * we reopen it when the browser gives up).  Start and stop are POST and
+ * DELETE /api/channels/:id, with the API token when the server asks.
+ * Everything user-visible is set with textContent (never innerHTML).
+ */
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const API = 'api/';
+const HEALTH_MS = 5000;
+const CHANNELS_MS = 3000;
+const CHART_MINUTES = 60;
+
+const state = {
+  channel: null,      // selected channel login
+  windows: [],        // ChannelStats, newest first
+  es: null,           // EventSource
+  esTimer: null,
+  lastEventAt: 0,     // Date.now() of the last stats event
+  channels: new Map(),// name -> /api/channels entry
+  monitoring: false,  // the server reads chat (start/stop work)
+  dismissed: new Set(),
+};
+
+/* ---- messages ---- */
+
+function showError(key, text, level) {
+  if (state.dismissed.has(key)) return;
+  let el = document.querySelector(`.error[data-key="${key}"]`);
+  if (!el) {
+    el = document.createElement('div');
+    el.className = 'error' + (level === 'warn' ? ' warn' : '');
+    el.dataset.key = key;
+    const msg = document.createElement('span');
+    msg.className = 'msg';
+    const x = document.createElement('button');
+    x.className = 'dismiss';
+    x.type = 'button';
+    x.setAttribute('aria-label', 'Dismiss');
+    x.textContent = '×';
+    x.addEventListener('click', () => { state.dismissed.add(key); el.remove(); });
+    el.append(msg, x);
+    $('errors').append(el);
+  }
+  el.querySelector('.msg').textContent = text;
+}
+
+function clearError(key) {
+  state.dismissed.delete(key);
+  const el = document.querySelector(`.error[data-key="${key}"]`);
+  if (el) el.remove();
+}
+
+/* ---- API ---- */
+
+function authHeaders() {
+  const t = sessionStorage.getItem('cb_token');
+  return t ? { Authorization: 'Bearer ' + t } : {};
+}
+
+async function api(path, opts) {
+  let res;
+  try {
+    res = await fetch(API + path, Object.assign({ cache: 'no-store' }, opts || {}));
+  } catch (e) {
+    showError('api', `The API is not responding (${location.host}): retrying every few seconds.`);
+    throw e;
+  }
+  clearError('api');
+  let body = null;
+  try { body = await res.json(); } catch (e) { body = null; }
+  return { status: res.status, body };
+}
+
+/* ---- formatting ---- */
+
+const fmtInt = (n) => (typeof n === 'number' ? n.toLocaleString('en-US') : '–');
+const pad = (n) => String(n).padStart(2, '0');
+function hhmm(ms) {
+  const d = new Date(ms);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+function ago(ms) {
+  if (!ms) return '–';
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  return `${Math.floor(s / 3600)} h ago`;
+}
+
+/* ---- health ---- */
+
+async function pollHealth() {
+  try {
+    const { status, body } = await api('health');
+    if (!body || !body.services) return;
+    const deps = body.dependencies || {};
+    for (const pill of document.querySelectorAll('#health .pill')) {
+      const name = pill.dataset.dep;
+      const text = body.services[name] || 'unknown';
+      const st = text === 'not_in_roles' ? 'not_in_roles' : (deps[name] ? deps[name].state : 'unknown');
+      pill.dataset.state = st;
+      pill.title = `${name}: ${text.replace(/_/g, ' ')}`;
+    }
+    if (status === 503) {
+      const bad = Object.keys(body.services)
+        .filter((k) => deps[k] && !deps[k].healthy)
+        .map((k) => `${k} ${body.services[k]}`);
+      showError('health', `A dependency is down: ${bad.join(', ') || 'unhealthy'}. Figures may be stale.`, 'warn');
+    } else {
+      clearError('health');
+    }
+  } catch (e) {
+    // Shown by api(); the dependencies' states are unknown meanwhile.
+    for (const pill of document.querySelectorAll('#health .pill')) pill.dataset.state = 'unknown';
+  }
+}
+
+/* ---- channels ---- */
+
+async function pollChannels() {
+  try {
+    const { status, body } = await api('channels');
+    if (status !== 200 || !body) return;
+    state.monitoring = !!body.monitoring_available;
+    state.channels = new Map(body.channels.map((c) => [c.channel_id, c]));
+    renderChips();
+    renderStatus();
+  } catch (e) { /* shown by api() */ }
+}
+
+function chipState(c) {
+  if (c.monitored) return c.state || 'unknown';
+  if (state.monitoring) return 'disabled'; // this server reads chat, not this channel
+  return c.has_stats ? 'live' : 'unknown';
+}
+
+function renderChips() {
+  const ul = $('channel-list');
+  const names = [...state.channels.keys()];
+  if (state.channel && !state.channels.has(state.channel)) names.push(state.channel);
+  names.sort();
+  ul.replaceChildren(...names.map((name) => {
+    const c = state.channels.get(name) || { channel_id: name };
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'chip' + (name === state.channel ? ' selected' : '');
+    b.dataset.state = chipState(c);
+    b.dataset.channel = name;
+    b.title = c.monitored ? `${name}: ${c.state}${c.reason ? ' (' + c.reason + ')' : ''}` : `${name}: not monitored here`;
+    const n = document.createElement('span');
+    n.className = 'n';
+    n.textContent = typeof c.message_count === 'number' ? fmtInt(c.message_count) : '';
+    b.append(document.createTextNode(name), n);
+    b.addEventListener('click', () => select(name));
+    li.append(b);
+    return li;
+  }));
+}
+
+/* The colour-coded state of the selected channel: the IRC reader's state
+ * when this server reads chat, else how fresh the live figures are. */
+function renderStatus() {
+  const el = $('conn-status');
+  let st = 'idle';
+  let text = 'no channel';
+  if (state.channel) {
+    const c = state.channels.get(state.channel);
+    const fresh = Date.now() - state.lastEventAt < 20000;
+    if (c && c.monitored) {
+      st = c.state;
+      text = c.state === 'failed' && c.reason ? `failed: ${c.reason}` : c.state;
+    } else if (state.monitoring) {
+      st = 'idle';
+      text = 'not monitored';
+    } else if (!state.es || state.es.readyState !== EventSource.OPEN) {
+      st = 'error';
+      text = 'offline';
+    } else {
+      st = fresh ? 'live' : 'waiting';
+      text = fresh ? 'live' : 'waiting for data';
+    }
+  }
+  el.dataset.state = st;
+  el.textContent = text;
+  $('stop-btn').disabled = !state.channel;
+}
+
+/* ---- start / stop ---- */
+
+async function command(method, name) {
+  let r;
+  try {
+    r = await api('channels/' + encodeURIComponent(name), { method, headers: authHeaders() });
+  } catch (e) { return false; }
+  if (r.status === 401 || r.status === 403) {
+    $('token-row').hidden = false;
+    showError('auth', (r.body && r.body.error) || 'This server needs an API token to start and stop channels.');
+    return false;
+  }
+  clearError('auth');
+  if (r.status !== 202) {
+    showError('cmd', (r.body && r.body.error) || `${method} failed with status ${r.status}`);
+    return false;
+  }
+  clearError('cmd');
+  return true;
+}
+
+async function onStart(ev) {
+  ev.preventDefault();
+  const raw = $('channel-input').value.trim().replace(/^#/, '').toLowerCase();
+  if (!/^[a-z0-9_]{1,25}$/.test(raw)) {
+    showError('cmd', 'A channel name is 1 to 25 letters, digits or _.');
+    return;
+  }
+  if (await command('POST', raw)) {
+    select(raw);
+    pollChannels();
+  }
+}
+
+async function onStop() {
+  if (!state.channel) return;
+  if (await command('DELETE', state.channel)) pollChannels();
+}
+
+/* ---- the selected channel ---- */
+
+function select(name) {
+  if (state.channel === name && state.es) return;
+  state.channel = name;
+  state.windows = [];
+  state.lastEventAt = 0;
+  history.replaceState(null, '', '#' + name);
+  localStorage.setItem('cb_channel', name);
+  $('channel-input').value = name;
+  render();
+  renderChips();
+  loadWindows(name);
+  openStream(name);
+}
+
+async function loadWindows(name) {
+  try {
+    const { status, body } = await api(`channels/${encodeURIComponent(name)}/windows?limit=6`);
+    if (name !== state.channel) return;
+    if (status === 200 && body && Array.isArray(body.windows)) {
+      // Keep whatever the stream already delivered for the newest window.
+      const cur = state.windows[0];
+      state.windows = body.windows;
+      if (cur) merge(cur);
+      render();
+    }
+  } catch (e) { /* shown by api() */ }
+}
+
+function merge(doc) {
+  const i = state.windows.findIndex((w) => w.window_start === doc.window_start);
+  if (i >= 0) state.windows[i] = doc;
+  else {
+    state.windows.push(doc);
+    state.windows.sort((a, b) => b.window_start - a.window_start);
+    state.windows.length = Math.min(state.windows.length, 12);
+  }
+}
+
+function openStream(name) {
+  clearTimeout(state.esTimer);
+  if (state.es) state.es.close();
+  const es = new EventSource(`${API}channels/${encodeURIComponent(name)}/events`);
+  state.es = es;
+  es.addEventListener('open', () => {
+    $('live').dataset.state = 'on';
+    $('live').textContent = 'live updates on';
+    clearError('stream');
+    renderStatus();
+  });
+  es.addEventListener('stats', (e) => {
+    let doc;
+    try { doc = JSON.parse(e.data); } catch (err) { return; }
+    if (name !== state.channel || doc.channel_id !== name) return;
+    state.lastEventAt = Date.now();
+    merge(doc);
+    render();
+  });
+  es.addEventListener('error', () => {
+    $('live').dataset.state = 'off';
+    $('live').textContent = 'live updates off';
+    renderStatus();
+    showError('stream', 'Live updates are interrupted: reconnecting…', 'warn');
+    if (es.readyState === EventSource.CLOSED && state.es === es) {
+      // The browser gave up (e.g. a 503): try again ourselves.
+      state.esTimer = setTimeout(() => { if (state.channel === name) openStream(name); }, 3000);
+    }
+  });
+}
+
+/* ---- rendering ---- */
+
+function render() {
+  const w = state.windows[0];
+  $('channel-name').textContent = state.channel ? '#' + state.channel : 'No channel selected';
+  $('count').textContent = w ? fmtInt(w.message_count) : '–';
+  $('chatters').textContent = w && typeof w.unique_chatters === 'number' ? fmtInt(w.unique_chatters) : '–';
+  $('window-range').textContent = w ? `${hhmm(w.window_start)}–${hhmm(w.window_end)}` : (state.channel ? 'waiting for the first figures' : '–');
+  $('updated').textContent = w ? ago(w.last_updated) : '–';
+  const series = minuteSeries();
+  const full = series.filter((p) => !p.current);
+  $('rate').textContent = full.length ? fmtInt(full[full.length - 1].count) : '–';
+  renderChart(series);
+  renderBars('top-emotes', w && w.top_emotes, 'name');
+  renderBars('top-chatters', w && w.top_chatters, 'username');
+  renderMoments();
+  renderStatus();
+}
+
+/* Minutes of the kept windows, oldest first, up to now. */
+function minuteSeries() {
+  const now = Date.now();
+  const pts = [];
+  for (const w of [...state.windows].reverse()) {
+    if (Array.isArray(w.per_minute) && w.per_minute.length) {
+      w.per_minute.forEach((c, i) => {
+        const t = w.window_start + i * 60000;
+        if (t <= now) pts.push({ t, count: c, current: t + 60000 > now });
+      });
+    } else if (w.window_end > w.window_start) {
+      // No per-minute figures (e.g. the original stream processor): the
+      // window's average per minute.
+      const mins = Math.max(1, Math.round((w.window_end - w.window_start) / 60000));
+      pts.push({ t: w.window_start, count: Math.round(w.message_count / mins), current: w.window_end > now });
+    }
+  }
+  return pts.slice(-CHART_MINUTES);
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+function el(name, attrs, text) {
+  const e = document.createElementNS(SVG, name);
+  for (const k in attrs) e.setAttribute(k, attrs[k]);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function renderChart(series) {
+  const box = $('chart');
+  const W = Math.max(280, box.clientWidth || 600);
+  const H = Math.max(140, box.clientHeight || 220);
+  const L = 40, R = 8, T = 10, B = 24;
+  const svg = el('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img' });
+  svg.append(el('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }));
+  if (!series.length) {
+    svg.append(el('text', { class: 'empty', x: W / 2, y: H / 2, 'text-anchor': 'middle' },
+      state.channel ? 'waiting for data…' : 'pick or start a channel'));
+    box.replaceChildren(svg);
+    return;
+  }
+  const max = Math.max(1, ...series.map((p) => p.count));
+  const step = niceStep(max / 4);
+  const top = Math.ceil(max / step) * step;
+  const y = (v) => H - B - (v / top) * (H - B - T);
+  for (let v = 0; v <= top; v += step) {
+    svg.append(el('line', { class: 'axis', x1: L, y1: y(v), x2: W - R, y2: y(v), 'stroke-dasharray': v ? '2 4' : '' }));
+    svg.append(el('text', { class: 'tick', x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, fmtShort(v)));
+  }
+  // A fixed span of minutes ending with the current one, newest on the
+  // right, so that bars keep their width and place as time goes by.
+  const span = W < 500 ? 15 : 30;
+  const end = Math.floor(Date.now() / 60000) * 60000;
+  const first = end - (span - 1) * 60000;
+  const slot = (W - L - R) / span;
+  const moments = new Set(state.windows.flatMap((w) => (w.moments || []).map((m) => m.minute_start)));
+  const every = [1, 2, 5, 10, 15, 30].find((k) => k * slot >= 48) || 30;
+  for (let t = first; t <= end; t += 60000) {
+    if ((t / 60000) % every === 0) {
+      const x = L + ((t - first) / 60000 + 0.5) * slot;
+      svg.append(el('text', { class: 'tick', x, y: H - 6, 'text-anchor': 'middle' }, hhmm(t)));
+    }
+  }
+  for (const p of series) {
+    if (p.t < first || p.t > end) continue;
+    const x = L + ((p.t - first) / 60000) * slot + slot * 0.12;
+    const h = Math.max(1, H - B - y(p.count));
+    const bar = el('rect', { class: 'bar' + (p.current ? ' current' : ''), x, y: H - B - h,
+      width: Math.max(1, slot * 0.76), height: h, rx: Math.min(3, slot * 0.2) });
+    bar.append(el('title', {}, `${hhmm(p.t)}: ${fmtInt(p.count)} messages${p.current ? ' (so far)' : ''}`));
+    svg.append(bar);
+    if (moments.has(p.t)) svg.append(el('circle', { class: 'moment', cx: x + slot * 0.38, cy: H - B - h - 6, r: 3.5 }));
+  }
+  box.replaceChildren(svg);
+}
+
+function niceStep(raw) {
+  const p = Math.pow(10, Math.floor(Math.log10(Math.max(raw, 1))));
+  for (const m of [1, 2, 5, 10]) if (raw <= m * p) return m * p;
+  return 10 * p;
+}
+const fmtShort = (v) => (v >= 1e6 ? (v / 1e6) + 'M' : v >= 1e3 ? (v / 1e3) + 'k' : String(v));
+
+function renderBars(id, list, key) {
+  const ol = $(id);
+  const items = Array.isArray(list) ? list.slice(0, 8) : [];
+  const max = Math.max(1, ...items.map((x) => x.count || 0));
+  ol.replaceChildren(...items.map((x) => {
+    const li = document.createElement('li');
+    const fill = document.createElement('span');
+    fill.className = 'fill';
+    fill.style.width = `${Math.round(((x.count || 0) / max) * 100)}%`;
+    const name = document.createElement('span');
+    name.textContent = x[key];
+    const v = document.createElement('span');
+    v.className = 'v';
+    v.textContent = fmtInt(x.count);
+    li.append(fill, name, v);
+    return li;
+  }));
+}
+
+function renderMoments() {
+  const all = state.windows.flatMap((w) => w.moments || []);
+  const seen = new Set();
+  const list = all.filter((m) => !seen.has(m.minute_start) && seen.add(m.minute_start))
+    .sort((a, b) => b.minute_start - a.minute_start).slice(0, 8);
+  $('moments').replaceChildren(...list.map((m) => {
+    const li = document.createElement('li');
+    const when = document.createElement('div');
+    when.className = 'when';
+    when.textContent = `${hhmm(m.minute_start)} · ${fmtInt(m.count)} messages`;
+    const why = document.createElement('div');
+    why.className = 'why';
+    const score = typeof m.score === 'number' ? m.score.toFixed(1) : '?';
+    const mean = typeof m.mean === 'number' ? m.mean.toFixed(1) : '?';
+    why.textContent = `${score}σ above the usual ${mean}/min`;
+    li.append(when, why);
+    return li;
+  }));
+}
+
+/* ---- start ---- */
+
+function init() {
+  $('channel-form').addEventListener('submit', onStart);
+  $('stop-btn').addEventListener('click', onStop);
+  $('token-save').addEventListener('click', () => {
+    sessionStorage.setItem('cb_token', $('token-input').value);
+    $('token-input').value = '';
+    $('token-row').hidden = true;
+    clearError('auth');
+  });
+  window.addEventListener('resize', () => renderChart(minuteSeries()));
+  const first = decodeURIComponent(location.hash.slice(1)) || localStorage.getItem('cb_channel');
+  render();
+  pollHealth();
+  pollChannels();
+  setInterval(pollHealth, HEALTH_MS);
+  setInterval(pollChannels, CHANNELS_MS);
+  setInterval(() => {
+    const w = state.windows[0];
+    $('updated').textContent = w ? ago(w.last_updated) : '–';
+    renderStatus();
+  }, 1000);
+  if (first && /^[a-z0-9_]{1,25}$/.test(first)) select(first);
+}
+
+document.addEventListener('DOMContentLoaded', init);
