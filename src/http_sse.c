@@ -276,12 +276,11 @@ void cb_http_sse_shutdown(struct cb_http *h, int timeout_ms)
 	}
 	/* Every stream now ends at its next callback. */
 	wake(s, true, 0);
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
+	{
+		int64_t end_ms = cb_http_now_ms() + timeout_ms; /* realtime */
+
+		deadline.tv_sec = (time_t)(end_ms / 1000);
+		deadline.tv_nsec = (long)(end_ms % 1000) * 1000000L;
 	}
 	pthread_mutex_lock(&s->lock);
 	while (s->nclients > 0 &&
