@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,19 +74,33 @@ static const struct route routes[] = {
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
 static struct cb_http_route_info route_infos[NROUTES];
+static pthread_once_t route_infos_once = PTHREAD_ONCE_INIT;
 
-size_t cb_http_routes(const struct cb_http_route_info **out)
+static void route_infos_init(void)
 {
 	for (size_t i = 0; i < NROUTES; i++)
 		route_infos[i] = routes[i].info;
+}
+
+size_t cb_http_routes(const struct cb_http_route_info **out)
+{
+	pthread_once(&route_infos_once, route_infos_init);
 	*out = route_infos;
 	return NROUTES;
 }
 
+/* Bytes of an oversized body read and dropped before answering 413: a
+ * client that is still sending when the connection closes may never see
+ * the answer (TCP reset), so moderate excess is drained; an endless body
+ * is cut short. */
+#define BODY_DRAIN_MAX (1u << 20)
+
 /* The request body while it arrives (only requests that have one). */
 struct body {
 	size_t len;
+	size_t dropped;  /* bytes beyond http_max_body */
 	bool too_big;
+	bool answered;   /* 413 queued already */
 	char data[];
 };
 
@@ -587,20 +602,32 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			if (b == NULL)
 				return MHD_NO;
 			b->len = 0;
+			b->dropped = 0;
 			b->too_big = false;
+			b->answered = false;
 			*con_cls = b;
 		}
-		if (*upload_size > max - b->len)
+		if (b->too_big || *upload_size > max - b->len) {
 			b->too_big = true;
-		else {
-			memcpy(b->data + b->len, upload, *upload_size);
-			b->len += *upload_size;
+			b->dropped += *upload_size;
+			*upload_size = 0;
+			if (b->dropped <= BODY_DRAIN_MAX || b->answered)
+				return MHD_YES;
+			b->answered = true;
+			return cb_http_error(&x, 413, NULL,
+					     "request body larger than %zu "
+					     "bytes (http_max_body)",
+					     max);
 		}
+		memcpy(b->data + b->len, upload, *upload_size);
+		b->len += *upload_size;
 		*upload_size = 0;
 		return MHD_YES;
 	}
 	b = *con_cls == &no_body ? NULL : *con_cls;
 	if (b != NULL) {
+		if (b->answered)
+			return MHD_YES;
 		if (b->too_big)
 			return cb_http_error(&x, 413, NULL,
 					     "request body larger than %zu "

@@ -7,9 +7,10 @@
  * thread: the epoll workers keep serving other requests.  One notifier
  * thread, owned here, blocks in cb_stats_cache_wait() (in slices of
  * NOTIFY_SLICE_MS, so that stop is prompt) and resumes the suspended
- * streams when the cache's version moves or their heartbeat is due; each
- * resumed callback then sends its channel's new ChannelStats, a heartbeat
- * comment, or suspends again.
+ * streams whose channel changed or whose heartbeat is due (at most every
+ * COALESCE_MS under a stream of changes); each resumed callback then sends
+ * its channel's latest ChannelStats, a heartbeat comment, or suspends
+ * again.
  *
  * Locking: sse->lock guards the client list and each client's `suspended`
  * flag.  A callback marks itself suspended and calls MHD_suspend_connection
@@ -42,6 +43,7 @@
 
 #define NOTIFY_SLICE_MS 250
 #define RETRY_MS 3000
+#define COALESCE_MS 20
 
 struct sse_client {
 	struct cb_http_sse *sse;
@@ -66,6 +68,7 @@ struct cb_http_sse {
 	atomic_bool stop_notifier;
 	pthread_t notifier;
 	bool notifier_started;
+	uint64_t notifier_seen; /* cache version when the notifier started */
 };
 
 /* Replaces cl's pending output by text (copied). */
@@ -191,9 +194,15 @@ static void client_free(void *cls)
 	free(cl);
 }
 
-/* Resumes the suspended clients that have something to do.  Resumption
- * happens outside the lock (see the header comment). */
-static void wake(struct cb_http_sse *s, bool all, int64_t now)
+/*
+ * Resumes the suspended clients that have something to do: a heartbeat
+ * due, or (changed) a new version of their channel; all of them when
+ * stopping.  A client's sent_version and next_hb_ms are written by its
+ * callback before it takes the lock to suspend, so reading them here under
+ * the lock is ordered after those writes.  Resumption happens outside the
+ * lock (see the header comment).
+ */
+static void wake(struct cb_http_sse *s, bool changed, bool all, int64_t now)
 {
 	struct MHD_Connection *batch[64];
 	size_t n;
@@ -204,7 +213,15 @@ static void wake(struct cb_http_sse *s, bool all, int64_t now)
 		for (struct sse_client *cl = s->head;
 		     cl != NULL && n < sizeof(batch) / sizeof(batch[0]);
 		     cl = cl->next) {
-			if (!cl->suspended || (!all && now < cl->next_hb_ms))
+			struct cb_stats_view v;
+
+			if (!cl->suspended)
+				continue;
+			if (!all && now < cl->next_hb_ms &&
+			    !(changed &&
+			      cb_stats_cache_get(s->cache, cl->channel, &v) ==
+				      0 &&
+			      v.version != cl->sent_version))
 				continue;
 			cl->suspended = false;
 			batch[n++] = cl->conn;
@@ -218,12 +235,27 @@ static void wake(struct cb_http_sse *s, bool all, int64_t now)
 static void *notifier_main(void *arg)
 {
 	struct cb_http_sse *s = arg;
-	uint64_t seen = cb_stats_cache_version(s->cache);
+	uint64_t seen = s->notifier_seen;
+	bool recheck = false;
 
 	while (!atomic_load(&s->stop_notifier)) {
-		uint64_t v = cb_stats_cache_wait(s->cache, seen, NOTIFY_SLICE_MS);
+		uint64_t v = cb_stats_cache_wait(s->cache, seen,
+						 recheck ? 0 : NOTIFY_SLICE_MS);
 
-		wake(s, v != seen, cb_http_mono_ms());
+		/* The cache moves its version just before it publishes the
+		 * channel's new view, so a change seen here (by a timed-out
+		 * wait) may not be visible in the view yet: after every
+		 * change, look once more COALESCE_MS later. */
+		wake(s, v != seen || recheck, false, cb_http_mono_ms());
+		recheck = v != seen;
+		if (recheck) {
+			/* Under a stream of changes, wake at most every
+			 * COALESCE_MS: each stream then sends its latest
+			 * figures once instead of every intermediate one. */
+			struct timespec ts = {0, COALESCE_MS * 1000000L};
+
+			nanosleep(&ts, NULL);
+		}
 		seen = v;
 	}
 	return NULL;
@@ -250,6 +282,10 @@ static int start_notifier(struct cb_http_sse *s)
 {
 	if (s->notifier_started)
 		return 0;
+	/* Sampled now, not when the thread gets to run: a change between
+	 * the two would otherwise go unnoticed (regression test: SSE update
+	 * delivered only at the next heartbeat). */
+	s->notifier_seen = cb_stats_cache_version(s->cache);
 	if (pthread_create(&s->notifier, NULL, notifier_main, s) != 0) {
 		cb_error("http", "cannot start the SSE notifier thread");
 		return CB_E_AGAIN;
@@ -275,7 +311,7 @@ void cb_http_sse_shutdown(struct cb_http *h, int timeout_ms)
 		s->notifier_started = false;
 	}
 	/* Every stream now ends at its next callback. */
-	wake(s, true, 0);
+	wake(s, false, true, 0);
 	{
 		int64_t end_ms = cb_http_now_ms() + timeout_ms; /* realtime */
 

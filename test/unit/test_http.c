@@ -781,6 +781,30 @@ static void test_hostile_requests(void)
 	CHECK_INT(request(s.port, raw, &r), 0);
 	free(raw);
 	CHECK(r.status == 431 || r.status == 413 || r.status == 400);
+	/* An endless chunked body is cut short: 413 (when the answer beats
+	 * the reset) or a closed connection, never a hang. */
+	{
+		static char chunk[1 << 16];
+		int fd = conn_open(s.port);
+		bool closed = false;
+		int sent = 0;
+		char head[] = "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
+			      "Content-Type: application/json\r\n"
+			      "Transfer-Encoding: chunked\r\n\r\n"
+			      "10000000\r\n";
+
+		CHECK(fd >= 0);
+		memset(chunk, ' ', sizeof(chunk));
+		CHECK_INT(send_all(fd, head, strlen(head)), 0);
+		while (sent < 64 && send_all(fd, chunk, sizeof(chunk)) == 0)
+			sent++;
+		n = fill(fd, chunk, 0, sizeof(chunk) - 1, sizeof(chunk) - 1,
+			 t_now_ms() + 5000, &closed);
+		chunk[n] = '\0';
+		close(fd);
+		CHECK(closed || strstr(chunk, " 413 ") != NULL);
+		CHECK(sent < 64 || closed);
+	}
 	/* Garbage instead of a request line. */
 	CHECK(request(s.port, "\x01\x02 garbage\r\n\r\n", &r) != 0 ||
 	      r.status == 400);
@@ -947,6 +971,10 @@ static void test_sse_updates_heartbeats_and_limits(void)
 	CHECK(stream_until(fd, buf, sizeof(buf), &have, &off,
 			   "\"message_count\":11,", 3000));
 	printf("# update delivered in %lld ms\n", (long long)(t_now_ms() - t0));
+	/* Regression: the notifier sampled the cache version when its
+	 * thread first ran, so an update right after the first stream
+	 * opened waited for the next heartbeat (1 s here). */
+	CHECK(t_now_ms() - t0 < 900);
 	/* Another channel's change sends nothing on this stream. */
 	CHECK_INT(apply(&s, "other", 1, 1234567800000, 1234567800002, NULL),
 		  0);
