@@ -212,20 +212,38 @@ void cb_http_add_cors(struct cb_http *h, struct MHD_Response *r)
 		MHD_add_response_header(r, "Vary", "Origin");
 }
 
+/* Copies in into out (size bytes) with every byte outside printable ASCII
+ * replaced by '?': request text echoed into logs and JSON can then neither
+ * split a log line nor be invalid UTF-8. */
+static const char *printable(const char *in, char *out, size_t size)
+{
+	size_t i = 0;
+
+	for (; in[i] != '\0' && i + 1 < size; i++)
+		out[i] = (in[i] >= 0x20 && in[i] < 0x7f) ? in[i] : '?';
+	out[i] = '\0';
+	return out;
+}
+
 void cb_http_account(struct cb_http_ctx *x, unsigned status, size_t len)
 {
+	char m[32], u[256];
+
 	cb_metric_add(CB_M_http_requests_total, 1);
 	if (status >= 500) {
 		cb_metric_add(CB_M_http_server_errors_total, 1);
-		cb_info("http", "%s %s -> %u %s", x->method, x->url, status,
+		cb_info("http", "%s %s -> %u %s", printable(x->method, m, sizeof(m)),
+			printable(x->url, u, sizeof(u)), status,
 			cb_http_reason(status));
 	} else if (status >= 400) {
 		cb_metric_add(CB_M_http_client_errors_total, 1);
-		cb_info("http", "%s %s -> %u %s", x->method, x->url, status,
+		cb_info("http", "%s %s -> %u %s", printable(x->method, m, sizeof(m)),
+			printable(x->url, u, sizeof(u)), status,
 			cb_http_reason(status));
 	} else {
-		cb_debug("http", "%s %s -> %u (%zu bytes)", x->method, x->url,
-			 status, len);
+		cb_debug("http", "%s %s -> %u (%zu bytes)",
+			 printable(x->method, m, sizeof(m)),
+			 printable(x->url, u, sizeof(u)), status, len);
 	}
 }
 
@@ -285,14 +303,15 @@ enum MHD_Result cb_http_send_owned(struct cb_http_ctx *x, unsigned status,
 enum MHD_Result cb_http_error(struct cb_http_ctx *x, unsigned status,
 			      const char *const *headers, const char *fmt, ...)
 {
-	char msg[512];
+	char raw[512], msg[512];
 	va_list ap;
 	json_t *o;
 	char *text;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	printable(raw, msg, sizeof(msg));
 	o = json_pack("{s:s, s:i}", "error", msg, "status", (int)status);
 	text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(o);

@@ -805,6 +805,16 @@ static void test_hostile_requests(void)
 		CHECK(closed || strstr(chunk, " 413 ") != NULL);
 		CHECK(sent < 64 || closed);
 	}
+	/* Request text echoed in errors and logs: valid JSON, one line. */
+	CHECK_INT(get(s.port, "/%ff%fe%0a%0d%01x", &r), 0);
+	CHECK_INT(r.status, 404);
+	CHECK(is_error_doc(&r));
+	CHECK_INT(get(s.port, "/api/channels/%c3%28/stats", &r), 0);
+	CHECK_INT(r.status, 400);
+	CHECK(is_error_doc(&r));
+	CHECK_INT(get(s.port, "/api/channels/a/windows?%ff=1", &r), 0);
+	CHECK_INT(r.status, 400);
+	CHECK(is_error_doc(&r));
 	/* Garbage instead of a request line. */
 	CHECK(request(s.port, "\x01\x02 garbage\r\n\r\n", &r) != 0 ||
 	      r.status == 400);
