@@ -225,6 +225,19 @@ static void test_stats_original_bytes(void)
 		  0);
 	CHECK_INT(get(s.port, "/api/channels/pajlada/stats", &r), 0);
 	CHECK(strstr(r.body, "\"message_count\":1300,") != NULL);
+	/* Each thread reuses its last response while the figures stand
+	 * still: never for another channel. */
+	CHECK_INT(apply(&s, "forsen", 7, 1234567800000, 1234567891000, NULL),
+		  0);
+	CHECK_INT(get(s.port, "/api/channels/forsen/stats", &r), 0);
+	CHECK(strstr(r.body, "\"channel_id\":\"forsen\",\"message_count\":7,") !=
+	      NULL);
+	CHECK_INT(get(s.port, "/api/channels/pajlada/stats", &r), 0);
+	CHECK(strstr(r.body, "\"channel_id\":\"pajlada\",\"message_count\":1300,") !=
+	      NULL);
+	CHECK_INT(get(s.port, "/api/channels/pajlada/stats", &r), 0);
+	CHECK(strstr(r.body, "\"message_count\":1300,") != NULL);
+	CHECK_STR(hdr(&r, "Access-Control-Allow-Origin", v, sizeof(v)), "*");
 	srv_stop(&s);
 }
 
