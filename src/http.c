@@ -10,9 +10,11 @@
  * Keep-alive: a response queued on the first call of the access handler
  * (before MHD has read the whole request) makes libmicrohttpd 0.9.75 close
  * the connection after it (~26,000 req/s measured, instead of ~120,000), so
- * every handler runs on the second call, as libmicrohttpd's examples do.
- * Only refusals that must not read the body (413 on Content-Length) are
- * queued on the first call, and those close the connection on purpose.
+ * every handler runs on the second call (or, with a body, on the call after
+ * the last chunk), as libmicrohttpd's examples do.  Only refusals that must
+ * not read the body are queued earlier (413 from Content-Length, or once an
+ * oversized body passes BODY_DRAIN_MAX), and those close the connection on
+ * purpose.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
