@@ -20,10 +20,13 @@
  * libmicrohttpd, which cannot end it before it is resumed, so the client
  * memory stays valid until its response's free callback runs.
  *
- * A missed wake-up is impossible: the callback samples the cache version
- * before it looks at its channel, and re-checks it under the lock before
- * suspending; a change after that point wakes the notifier, which finds the
- * client suspended.  Streams are bounded by sse_max_clients.
+ * No wake-up is missed: the callback samples the cache version before it
+ * looks at its channel, and re-checks it under the lock before suspending;
+ * a change after that point wakes the notifier (whose starting version is
+ * sampled before its thread exists), which finds the client suspended.  The
+ * cache moves its version just before it publishes the channel's view, so
+ * the notifier looks once more COALESCE_MS after each change.  Streams are
+ * bounded by sse_max_clients.
  */
 #include <inttypes.h>
 #include <pthread.h>
