@@ -315,6 +315,7 @@ function render() {
   const series = minuteSeries();
   const full = series.filter((p) => !p.current);
   $('rate').textContent = full.length ? fmtInt(full[full.length - 1].count) : '–';
+  renderEvents(w);
   renderChart(series);
   renderBars('top-emotes', w && w.top_emotes, 'name');
   renderBars('top-chatters', w && w.top_chatters, 'username');
@@ -422,6 +423,20 @@ function renderBars(id, list, key) {
     li.append(fill, name, v);
     return li;
   }));
+}
+
+/* Subs, raids, bans... of the window (the aggregator counts them apart
+ * from messages). */
+function renderEvents(w) {
+  const el = $('events');
+  const ev = w && w.events && typeof w.events === 'object' ? w.events : {};
+  const names = { sub: ['sub', 'subs'], resub: ['resub', 'resubs'], subgift: ['gift sub', 'gift subs'],
+    raid: ['raid', 'raids'], ban: ['ban', 'bans'], timeout: ['timeout', 'timeouts'],
+    clearchat: ['clear', 'clears'], other: ['other event', 'other events'] };
+  const parts = Object.keys(names).filter((k) => ev[k] > 0)
+    .map((k) => `${fmtInt(ev[k])} ${names[k][ev[k] === 1 ? 0 : 1]}`);
+  el.hidden = parts.length === 0;
+  el.textContent = parts.length ? 'Events: ' + parts.join(' · ') : '';
 }
 
 function renderMoments() {

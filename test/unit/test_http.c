@@ -1144,25 +1144,34 @@ static void *fixture_main(void *arg)
 			}
 		}
 		for (int i = 0; i < 16; i++) {
-			char extra[1024];
+			char extra[1024], pm[160] = "";
 			int64_t m = (now - start) / 60000;
+			size_t used = 0;
 
 			if (f->active[i][0] == '\0')
 				continue;
 			f->count[i] += 3 + (tick + i) % 5;
+			/* Minutes of the window so far: zeros, then the last
+			 * three growing up to the current minute. */
+			for (int64_t k = 0; k < m - 2 && used < sizeof(pm); k++)
+				used += (size_t)snprintf(pm + used,
+							 sizeof(pm) - used,
+							 "0,");
 			snprintf(extra, sizeof(extra),
-				 "\"per_minute\":[%lld,%lld,%lld],"
+				 "\"per_minute\":[%s%lld,%lld,%lld],"
 				 "\"top_emotes\":[{\"name\":\"Kappa\",\"count\":%lld},"
 				 "{\"name\":\"PogChamp\",\"count\":%lld}],"
 				 "\"top_chatters\":[{\"username\":\"viewer1\",\"count\":%lld}],"
+				 "\"events\":{\"sub\":%lld,\"raid\":1},"
 				 "\"moments\":[{\"minute_start\":%lld,\"count\":%lld,"
 				 "\"mean\":2.0,\"stddev\":1.0,\"score\":4.0}]",
-				 (long long)(f->count[i] / 3),
+				 pm, (long long)(f->count[i] / 3),
 				 (long long)(f->count[i] / 2),
 				 (long long)f->count[i],
 				 (long long)(f->count[i] / 4 + 1),
 				 (long long)(f->count[i] / 8 + 1),
 				 (long long)(f->count[i] / 10 + 1),
+				 (long long)(f->count[i] / 20),
 				 (long long)(start + m * 60000),
 				 (long long)f->count[i]);
 			apply(f->s, f->active[i], f->count[i], start, now,
