@@ -675,6 +675,16 @@ static void test_dlq(void)
 	CHECK_STR(jstr(j, "raw_base64"), "UFJJVk1TRyAjYyA6//4=");
 	json_decref(j);
 
+	/* regression (fuzz_irc_msg): a raw line holding NUL bytes is valid
+	 * UTF-8, written as text with \u0000 escapes */
+	CHECK_INT(cb_chatmsg_dlq("a\0b", 3, "r", "irc", 1, o, sizeof(o), &len),
+		  0);
+	CHECK(strstr(o, "\"raw\":\"a\\u0000b\"") != NULL);
+	j = json_loadb(o, len, JSON_ALLOW_NUL, NULL);
+	CHECK(j != NULL);
+	CHECK_INT(json_string_length(json_object_get(j, "raw")), 3);
+	json_decref(j);
+
 	/* optional reason/stage, empty raw */
 	CHECK_INT(cb_chatmsg_dlq(NULL, 0, NULL, NULL, 2, o, sizeof(o), &len), 0);
 	CHECK(len == strlen("{\"raw\":\"\",\"received_at\":2}") &&
