@@ -134,16 +134,18 @@ lint: deps
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
-		$(DESTDIR)$(DATADIR)/topics $(DESTDIR)$(DATADIR)/cql
+		$(DESTDIR)$(DATADIR)/topics $(DESTDIR)$(DATADIR)/cql $(DESTDIR)$(UNITDIR)
 	install -m 0755 chatbattle $(DESTDIR)$(BINDIR)/chatbattle
+	sed 's|/usr/local/bin/chatbattle|$(BINDIR)/chatbattle|' chatbattle.service >$(DESTDIR)$(UNITDIR)/chatbattle.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/chatbattle.service
 	install -m 0644 man/chatbattle.1 $(DESTDIR)$(MANDIR)/man1/chatbattle.1
 	install -m 0644 man/chatbattle.conf.5 $(DESTDIR)$(MANDIR)/man5/chatbattle.conf.5
-	install -m 0644 topics/*.conf $(DESTDIR)$(DATADIR)/topics/
-	install -m 0644 cql/*.cql $(DESTDIR)$(DATADIR)/cql/
+	for f in topics/*.conf; do [ -f "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(DATADIR)/topics/; done; true
+	for f in cql/*.cql; do [ -f "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(DATADIR)/cql/; done; true
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/chatbattle $(DESTDIR)$(MANDIR)/man1/chatbattle.1 \
-		$(DESTDIR)$(MANDIR)/man5/chatbattle.conf.5
+		$(DESTDIR)$(MANDIR)/man5/chatbattle.conf.5 $(DESTDIR)$(UNITDIR)/chatbattle.service
 	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:

@@ -15,7 +15,7 @@
 #include "chatbattle/ring.h"
 
 const struct cb_module cb_app_modules[] = {
-	{NULL, NULL, NULL},
+	{NULL, NULL, NULL, NULL},
 };
 
 static pthread_mutex_t irc_cmd_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -52,7 +52,8 @@ static const void *cfield(const struct cb_config *cfg, enum cb_opt_id id)
 
 static bool is_list(enum cb_opt_type t)
 {
-	return t == CB_OT_CHANNELS || t == CB_OT_HOSTS || t == CB_OT_KV;
+	return t == CB_OT_CHANNELS || t == CB_OT_HOSTS || t == CB_OT_KV ||
+	       t == CB_OT_SET;
 }
 
 static bool is_string(enum cb_opt_type t)
@@ -85,7 +86,7 @@ static int strlist_add(struct cb_strlist *l, const char *s, size_t len)
 	return 0;
 }
 
-static bool strlist_has(const struct cb_strlist *l, const char *s)
+bool cb_strlist_has(const struct cb_strlist *l, const char *s)
 {
 	for (size_t i = 0; i < l->n; i++)
 		if (strcmp(l->v[i], s) == 0)
@@ -203,6 +204,8 @@ static int check_host(const char *s, size_t len, char *errstr,
 	return 0;
 }
 
+static bool enum_has(const char *choices, const char *s);
+
 /* Splits value on sep and adds each non-empty, validated item to l. */
 static int parse_list(const struct cb_option_desc *d, struct cb_strlist *l,
 		      const char *value, char *errstr, size_t errstr_size)
@@ -225,9 +228,25 @@ static int parse_list(const struct cb_option_desc *d, struct cb_strlist *l,
 							   errstr_size);
 				if (err != 0)
 					return err;
-				if (!strlist_has(l, name))
+				if (!cb_strlist_has(l, name))
 					err = strlist_add(l, name,
 							  strlen(name));
+			} else if (d->type == CB_OT_SET) {
+				char *item_copy = strndup(item, len);
+
+				if (item_copy == NULL)
+					return CB_E_NOMEM;
+				if (!enum_has(d->choices, item_copy)) {
+					err = cb_seterr(errstr, errstr_size,
+							CB_E_INVAL,
+							"\"%s\" is not one of %s",
+							item_copy, d->choices);
+					free(item_copy);
+					return err;
+				}
+				if (!cb_strlist_has(l, item_copy))
+					err = strlist_add(l, item, len);
+				free(item_copy);
 			} else if (d->type == CB_OT_HOSTS) {
 				err = check_host(item, len, errstr,
 						 errstr_size);
@@ -404,7 +423,8 @@ static int parse_value(const struct cb_option_desc *d, void *dst,
 		return 0;
 	case CB_OT_CHANNELS:
 	case CB_OT_HOSTS:
-	case CB_OT_KV: {
+	case CB_OT_KV:
+	case CB_OT_SET: {
 		struct cb_strlist fresh = {0};
 		struct cb_strlist *l = dst;
 		char reason[256];
@@ -888,7 +908,8 @@ void cb_config_format(const struct cb_config *cfg, enum cb_opt_id id,
 		break;
 	case CB_OT_CHANNELS:
 	case CB_OT_HOSTS:
-	case CB_OT_KV: {
+	case CB_OT_KV:
+	case CB_OT_SET: {
 		const struct cb_strlist *l = f;
 		const char *sep = d->type == CB_OT_KV ? "; " : ",";
 

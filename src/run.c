@@ -124,9 +124,9 @@ int cb_cmd_run(const struct cb_config *cfg)
 	char errstr[1024];
 	sigset_t sigs;
 	uint64_t watchdog_us = cb_sd_watchdog_usec();
-	int sfd = -1, started = 0, rc = CB_EXIT_OK;
+	int sfd = -1, started = 0, running = 0, rc = CB_EXIT_OK;
 
-	if (cfg->channel.n == 0) {
+	if (cfg->channel.n == 0 && cb_strlist_has(&cfg->roles, "ingest")) {
 		fprintf(stderr,
 			"chatbattle: no channel to watch: give --channel NAME "
 			"(repeatable), set TWITCH_CHANNEL=a,b, or put "
@@ -160,6 +160,11 @@ int cb_cmd_run(const struct cb_config *cfg)
 		const struct cb_module *m = &cb_app_modules[started];
 		int err;
 
+		if (!cb_strlist_has(&cfg->roles, m->role)) {
+			cb_debug("main", "%s: role %s not enabled", m->name,
+				 m->role);
+			continue;
+		}
 		errstr[0] = '\0';
 		err = m->start(&app, errstr, sizeof(errstr));
 		if (err != 0) {
@@ -168,10 +173,11 @@ int cb_cmd_run(const struct cb_config *cfg)
 			rc = CB_EXIT_FAILURE;
 			goto stop;
 		}
+		running++;
 		cb_debug("main", "%s started", m->name);
 	}
-	if (started == 0) {
-		cb_error("main", "this build has no modules to run");
+	if (running == 0) {
+		cb_error("main", "nothing to run: no module in roles");
 		rc = CB_EXIT_FAILURE;
 		goto stop;
 	}
@@ -210,8 +216,12 @@ int cb_cmd_run(const struct cb_config *cfg)
 stop:
 	/* Reverse order: each consumer outlives the producers feeding it. */
 	while (started-- > 0) {
-		cb_debug("main", "stopping %s", cb_app_modules[started].name);
-		cb_app_modules[started].stop(&app);
+		const struct cb_module *m = &cb_app_modules[started];
+
+		if (!cb_strlist_has(&cfg->roles, m->role))
+			continue;
+		cb_debug("main", "stopping %s", m->name);
+		m->stop(&app);
 	}
 	if (atomic_load(&app.stop_requested) && rc == CB_EXIT_OK)
 		rc = CB_EXIT_FAILURE;

@@ -54,6 +54,8 @@ struct cb_app {
 };
 
 /*
+ * A module belongs to a role; `chatbattle run` starts only the modules of
+ * the roles in the `roles` setting, so stages can run in separate instances.
  * A module: start creates its state and thread(s) and returns 0, or a
  * negative cb_err with the reason in errstr; stop asks its threads to finish
  * (after draining what they own) and joins them, then frees the state.
@@ -61,6 +63,7 @@ struct cb_app {
  */
 struct cb_module {
 	const char *name;
+	const char *role; /* "ingest", "aggregate" or "serve" (setting roles) */
 	int (*start)(struct cb_app *app, char *errstr, size_t errstr_size);
 	void (*stop)(struct cb_app *app);
 };

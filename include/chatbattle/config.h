@@ -38,6 +38,7 @@ enum cb_opt_type {
 	CB_OT_CHANNELS, /* list of Twitch logins, ',' separated, normalized */
 	CB_OT_HOSTS,    /* list of host[:port], ',' separated */
 	CB_OT_KV,       /* list of key=value, ';' separated */
+	CB_OT_SET,      /* list of choices "a|b|c", ',' separated */
 };
 
 #define CB_CT_STR char *
@@ -50,6 +51,7 @@ enum cb_opt_type {
 #define CB_CT_CHANNELS struct cb_strlist
 #define CB_CT_HOSTS struct cb_strlist
 #define CB_CT_KV struct cb_strlist
+#define CB_CT_SET struct cb_strlist
 
 enum cb_opt_id {
 #define CB_OPT(name, ...) CB_OPT_##name,
@@ -132,6 +134,9 @@ int cb_config_load_file(struct cb_config *cfg, const char *path, char *errstr,
 /* Reads every setting's environment variable(s). */
 int cb_config_load_env(struct cb_config *cfg, char *errstr,
 		       size_t errstr_size);
+
+/* True when list l holds s (e.g. a role in cfg->roles). */
+bool cb_strlist_has(const struct cb_strlist *l, const char *s);
 
 /* Looks a setting up by its name; returns its id or -1. */
 int cb_config_find(const char *name);

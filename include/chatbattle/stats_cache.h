@@ -31,4 +31,47 @@ int cb_stats_cache_apply(struct cb_stats_cache *c, const char *key,
 			 size_t key_len, const char *json, size_t json_len,
 			 int64_t now_ms, char *errstr, size_t errstr_size);
 
+/* ---- readers: HTTP threads, lock-free (no mutex, never blocks the writer) ---- */
+
+/* The figures GET /api/channels/:id/stats serves. */
+struct cb_stats_view {
+	char channel[26];
+	int64_t message_count;
+	int64_t window_start_ms;
+	int64_t window_end_ms;
+	int64_t window_duration_s;
+	int64_t last_updated_ms;   /* from the record's last_updated */
+	int64_t unique_chatters;
+	uint64_t version;          /* changes whenever this channel changes */
+};
+
+/* Copies the current window of channel into out.  Returns 0 or
+ * CB_E_NOTFOUND when the channel has no data. */
+int cb_stats_cache_get(struct cb_stats_cache *c, const char *channel,
+		       struct cb_stats_view *out);
+
+/*
+ * The current window's full ChannelStats JSON (as received), or the last
+ * `limit` windows newest first as a JSON array, in a malloc'd buffer the
+ * caller frees.  Returns 0, CB_E_NOTFOUND or CB_E_NOMEM.
+ */
+int cb_stats_cache_current_json(struct cb_stats_cache *c, const char *channel,
+				char **json, size_t *len);
+int cb_stats_cache_windows_json(struct cb_stats_cache *c, const char *channel,
+				size_t limit, char **json, size_t *len);
+
+/* Copies up to max channel names that have data; returns the total. */
+size_t cb_stats_cache_channels(struct cb_stats_cache *c, char (*out)[26],
+			       size_t max);
+
+/*
+ * Change notification for Server-Sent Events: the cache's version grows
+ * with every applied record.  cb_stats_cache_wait() blocks the calling
+ * (HTTP) thread until the version differs from seen or timeout_ms passes,
+ * and returns the current version.
+ */
+uint64_t cb_stats_cache_version(struct cb_stats_cache *c);
+uint64_t cb_stats_cache_wait(struct cb_stats_cache *c, uint64_t seen,
+			     int timeout_ms);
+
 #endif

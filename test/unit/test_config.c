@@ -303,6 +303,26 @@ static void lists_kv_and_hosts(void)
 	clear_env();
 }
 
+static void set_type_checks_choices(void)
+{
+	struct cb_config cfg;
+	char err[256];
+
+	clear_env();
+	CHECK_INT(load(&cfg, err, sizeof(err), "--roles", "serve, ingest",
+		       NULL),
+		  0);
+	CHECK_INT(cfg.roles.n, 2);
+	CHECK(cb_strlist_has(&cfg.roles, "serve"));
+	CHECK(!cb_strlist_has(&cfg.roles, "aggregate"));
+	cb_config_release(&cfg);
+	CHECK_INT(load(&cfg, err, sizeof(err), "--roles", "ingest,cook", NULL),
+		  CB_E_CONFIG);
+	CHECK_STR(err, "command line --roles: roles: \"cook\" is not one of "
+		       "ingest|aggregate|serve");
+	cb_config_release(&cfg);
+}
+
 static void print_config_masks_secrets(void)
 {
 	struct cb_config cfg;
@@ -370,6 +390,7 @@ int main(void)
 	RUN(bools_accept_flag_forms);
 	RUN(subcommand_and_arguments);
 	RUN(lists_kv_and_hosts);
+	RUN(set_type_checks_choices);
 	RUN(print_config_masks_secrets);
 	RUN(print_config_output_reads_back);
 	return test_done();

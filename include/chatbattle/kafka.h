@@ -1,0 +1,42 @@
+/*
+ * kafka.h - what every Kafka client of chatbattle shares (src/kafka.c):
+ * configuration from the settings, logging into cb_log, error conversion,
+ * and the instance id.  Used by the producer, aggregator, stats reader,
+ * init and check; each owns its rd_kafka_t in its own thread.
+ *
+ * This header exposes librdkafka types on purpose: it is the Kafka modules'
+ * internal toolkit, not a public interface of another module.
+ */
+#ifndef CHATBATTLE_KAFKA_H
+#define CHATBATTLE_KAFKA_H
+
+#include <stddef.h>
+
+#include <librdkafka/rdkafka.h>
+
+struct cb_config;
+
+/*
+ * Creates a configuration with bootstrap.servers, client.id
+ * "chatbattle-<instance>-<role>", a log callback into cb_log (subsystem
+ * "kafka"), then every kafka_opt key=value of the settings (applied last, so
+ * users can override anything, e.g. SASL or SSL).  Returns 0 or CB_E_CONFIG
+ * with the reason (a bad kafka_opt names the property, never its value).
+ * The caller owns *out until it hands it to rd_kafka_new().
+ */
+int cb_kafka_conf_new(const struct cb_config *cfg, const char *role,
+		      rd_kafka_conf_t **out, char *errstr, size_t errstr_size);
+
+/* Sets one property; on error names the property (not the value, which may
+ * be a secret).  Returns 0 or CB_E_CONFIG. */
+int cb_kafka_conf_set(rd_kafka_conf_t *conf, const char *key,
+		      const char *value, char *errstr, size_t errstr_size);
+
+/* Returns the instance id: the instance_id setting, else the host name.
+ * Computed once; safe from any thread after the first call in main. */
+const char *cb_instance_id(const struct cb_config *cfg);
+
+/* Maps a librdkafka error to a cb_err (CB_E_TIMEOUT, CB_E_AUTH, CB_E_KAFKA...). */
+int cb_kafka_err(rd_kafka_resp_err_t err);
+
+#endif
