@@ -315,6 +315,8 @@ int cb_chatmsg_from_twitch(const struct cb_irc_msg *m,
 	char mid[36];
 
 	(void)m;
+	out->channel[0] = '\0';
+	out->channel_len = 0;
 	switch (t->kind) {
 	case CB_IRC_K_PRIVMSG:
 		type = CB_CT_MESSAGE;
@@ -345,11 +347,13 @@ int cb_chatmsg_from_twitch(const struct cb_irc_msg *m,
 				 "%s without channel", what);
 	err = cb_channel_normalize(t->channel.p, t->channel.len, out->channel,
 				   NULL, 0);
-	if (err != 0)
+	if (err != 0) {
+		out->channel[0] = '\0'; /* normalize may have written part */
 		return cb_seterr(errstr, errstr_size, CB_E_PARSE,
 				 "%s channel is not a Twitch login "
 				 "(1..25 of a-z 0-9 _)",
 				 what);
+	}
 	out->channel_len = strlen(out->channel);
 	out->type = type;
 
