@@ -120,16 +120,11 @@ static size_t utf8_seq(const uint8_t *s, const uint8_t *end)
 	return k + 1;
 }
 
-/*
- * A string at p->s (the opening quote).  With dst, decodes it into the
- * scratch buffer; with key (size keysz), decodes it there when it fits (an
- * empty key otherwise); else only validates.
- */
-static bool string(struct p *p, struct cb_jstr *dst, char *key, size_t keysz)
+/* A string at p->s (the opening quote).  With dst, decodes it into the
+ * scratch buffer; else only validates it. */
+static bool string(struct p *p, struct cb_jstr *dst)
 {
 	uint8_t *o = dst ? p->out : NULL;
-	size_t klen = 0;
-	bool key_fits = key != NULL;
 
 	p->s++; /* the quote */
 	for (;;) {
@@ -144,14 +139,6 @@ static bool string(struct p *p, struct cb_jstr *dst, char *key, size_t keysz)
 		if (o != NULL) {
 			memcpy(o, run, (size_t)(p->s - run));
 			o += p->s - run;
-		}
-		if (key_fits) {
-			if (klen + (size_t)(p->s - run) < keysz) {
-				memcpy(key + klen, run, (size_t)(p->s - run));
-				klen += (size_t)(p->s - run);
-			} else {
-				key_fits = false;
-			}
 		}
 		if (p->s >= p->end)
 			return fail(p, "unterminated string");
@@ -171,12 +158,10 @@ static bool string(struct p *p, struct cb_jstr *dst, char *key, size_t keysz)
 				memcpy(o, p->s, k);
 				o += k;
 			}
-			key_fits = false;
 			p->s += k;
 			continue;
 		}
 		/* A backslash escape. */
-		key_fits = false;
 		if (p->end - p->s < 2)
 			return fail(p, "unterminated string");
 		c = p->s[1];
@@ -235,11 +220,6 @@ static bool string(struct p *p, struct cb_jstr *dst, char *key, size_t keysz)
 		dst->p = (const char *)p->out;
 		dst->len = (size_t)(o - p->out);
 		p->out = o;
-	}
-	if (key != NULL) {
-		if (!key_fits)
-			klen = 0;
-		key[klen] = '\0';
 	}
 	return true;
 }
@@ -340,7 +320,7 @@ static bool container(struct p *p, int depth)
 			ws(p);
 			if (p->s >= p->end || *p->s != '"')
 				return fail(p, "expected a member name");
-			if (!string(p, NULL, NULL, 0))
+			if (!string(p, NULL))
 				return false;
 			ws(p);
 			if (p->s >= p->end || *p->s != ':')
@@ -377,7 +357,7 @@ static bool value(struct p *p, int depth)
 	case '[':
 		return container(p, depth);
 	case '"':
-		return string(p, NULL, NULL, 0);
+		return string(p, NULL);
 	case 't':
 		return literal(p, "true");
 	case 'f':
@@ -395,7 +375,7 @@ static bool text_field(struct p *p, struct cb_jstr *dst, const char *why)
 {
 	ws(p);
 	if (p->s < p->end && *p->s == '"')
-		return string(p, dst, NULL, 0);
+		return string(p, dst);
 	if (p->s < p->end && (*p->s == '-' || (*p->s >= '0' && *p->s <= '9'))) {
 		const uint8_t *ns;
 		bool integer;
@@ -425,7 +405,7 @@ static bool timestamp_field(struct p *p, struct cb_chatmsg *m)
 		struct cb_jstr t;
 		uint8_t *mark = p->out;
 
-		if (!string(p, &t, NULL, 0))
+		if (!string(p, &t))
 			return false;
 		p->out = mark;
 		if (t.len == 0 || t.len > 18)
@@ -495,7 +475,7 @@ static bool emotes_field(struct p *p, struct cb_chatmsg *m)
 
 			/* The two length bytes take the place of the quotes. */
 			p->out += 2;
-			if (!string(p, &name, NULL, 0))
+			if (!string(p, &name))
 				return false;
 			if (name.len > UINT16_MAX)
 				name.len = UINT16_MAX;
@@ -529,7 +509,8 @@ static bool member(struct p *p, const char *key, struct cb_chatmsg *m)
 	switch (key[0]) {
 	case 'c':
 		if (strcmp(key, "channel_id") == 0)
-			return text_field(p, &m->channel_id, "channel_id is not a string");
+			return text_field(p, &m->channel_id,
+					  "channel_id is not a string");
 		break;
 	case 'e':
 		if (strcmp(key, "emotes") == 0)
@@ -537,9 +518,11 @@ static bool member(struct p *p, const char *key, struct cb_chatmsg *m)
 		break;
 	case 'm':
 		if (strcmp(key, "message") == 0)
-			return text_field(p, &m->message, "message is not a string");
+			return text_field(p, &m->message,
+					  "message is not a string");
 		if (strcmp(key, "message_id") == 0)
-			return text_field(p, &m->message_id, "message_id is not a string");
+			return text_field(p, &m->message_id,
+					  "message_id is not a string");
 		break;
 	case 'r':
 		if (strcmp(key, "received_at") == 0)
@@ -549,13 +532,16 @@ static bool member(struct p *p, const char *key, struct cb_chatmsg *m)
 		if (strcmp(key, "timestamp") == 0)
 			return timestamp_field(p, m);
 		if (strcmp(key, "type") == 0)
-			return text_field(p, &m->type, "type is not a string");
+			return text_field(p, &m->type,
+					  "type is not a string");
 		break;
 	case 'u':
 		if (strcmp(key, "user_id") == 0)
-			return text_field(p, &m->user_id, "user_id is not a string");
+			return text_field(p, &m->user_id,
+					  "user_id is not a string");
 		if (strcmp(key, "username") == 0)
-			return text_field(p, &m->username, "username is not a string");
+			return text_field(p, &m->username,
+					  "username is not a string");
 		break;
 	}
 	return value(p, 1);
@@ -570,6 +556,9 @@ int cb_aggjson_parse(const char *json, size_t len, struct cb_chatmsg *out,
 		      .out = scratch,
 		      .out_end = scratch + scratch_size};
 	char key[16];
+	struct cb_jstr k;
+	uint8_t *mark;
+	size_t klen;
 
 	memset(out, 0, sizeof(*out));
 	if (scratch_size < len)
@@ -599,8 +588,15 @@ int cb_aggjson_parse(const char *json, size_t len, struct cb_chatmsg *out,
 			fail(&p, "expected a member name");
 			goto bad;
 		}
-		if (!string(&p, NULL, key, sizeof(key)))
+		/* Keys are decoded (escapes allowed) into scratch space that
+		 * is given back right after. */
+		mark = p.out;
+		if (!string(&p, &k))
 			goto bad;
+		klen = k.len < sizeof(key) ? k.len : 0;
+		memcpy(key, k.p, klen);
+		key[klen] = '\0';
+		p.out = mark;
 		ws(&p);
 		if (p.s >= p.end || *p.s != ':') {
 			fail(&p, "expected ':'");
