@@ -1173,8 +1173,9 @@ int cb_winset_emit(struct cb_winset *ws, int64_t now_ms, cb_win_emit_fn fn,
 		c->dirty = false;
 	}
 	/* On error the rest stays dirty for the caller's retry. */
-	memmove(ws->dirty, ws->dirty + done,
-		(ws->ndirty - done) * sizeof(*ws->dirty));
+	if (ws->ndirty > done)
+		memmove(ws->dirty, ws->dirty + done,
+			(ws->ndirty - done) * sizeof(*ws->dirty));
 	ws->ndirty -= done;
 	if (err == 0)
 		prune(ws);
