@@ -208,6 +208,8 @@ static void pause_one(struct cb_agg *a, int p, bool pause)
 	pause_parts(a, l, pause);
 	rd_kafka_topic_partition_list_destroy(l);
 	a->parts[p].paused = pause;
+	cb_debug(SUB, "[%d] %s at %" PRId64, p, pause ? "paused" : "resumed",
+		 a->parts[p].pos);
 }
 
 /* Forgets everything about partition p (revoked, or to be rebuilt). */
@@ -1073,11 +1075,29 @@ static int recover(struct cb_agg *a)
 		struct part *pt = &a->parts[l->elems[i].partition];
 
 		if (l->elems[i].offset < 0) {
-			l->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+			/* Nothing committed: the start of the partition, as an
+			 * absolute offset (a logical one would be resolved
+			 * later, after librdkafka may already have resumed from
+			 * its own position). */
+			int64_t lo = 0, hi = 0;
+
+			kerr = rd_kafka_query_watermark_offsets(
+				a->consumer, a->cfg->topic_messages,
+				l->elems[i].partition, &lo, &hi, 30000);
+			if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+				snprintf(errstr, sizeof(errstr),
+					 "start offset of %s [%d]: %s",
+					 a->cfg->topic_messages,
+					 l->elems[i].partition,
+					 rd_kafka_err2str(kerr));
+				err = CB_E_KAFKA;
+				goto fail;
+			}
+			l->elems[i].offset = lo;
 		} else {
 			pt->committed = l->elems[i].offset;
-			pt->pos = l->elems[i].offset;
 		}
+		pt->pos = l->elems[i].offset;
 		pt->state = PS_ACTIVE;
 		cb_info(SUB, "%s [%d] active from offset %" PRId64
 			     " (generation %u, %zu channel(s))",
@@ -1295,7 +1315,12 @@ static void *agg_main(void *arg)
 			a->next_debug_ms = now + 1000;
 		}
 		if (now >= a->next_commit_ms) {
+			int64_t t0 = mono_ms();
+
 			commit(a);
+			if (mono_ms() - t0 > 200)
+				cb_debug(SUB, "commit took %lld ms",
+					 (long long)(mono_ms() - t0));
 			a->next_commit_ms = mono_ms() + interval;
 			continue;
 		}
@@ -1453,7 +1478,6 @@ static int make_consumer(struct cb_agg *a, char *errstr, size_t errstr_size)
 		{"queued.max.messages.kbytes", "2048"},
 		{"fetch.max.bytes", "2097152"},
 		{"max.partition.fetch.bytes", "1048576"},
-		{"receive.message.max.bytes", "2098176"},
 	};
 	rd_kafka_conf_t *conf;
 	rd_kafka_topic_partition_list_t *topics;

@@ -188,7 +188,6 @@ int cb_statsd_start(struct cb_app *app, char *errstr, size_t errstr_size)
 		{"enable.auto.offset.store", "false"},
 		{"queued.max.messages.kbytes", "2048"},
 		{"fetch.max.bytes", "2097152"},
-		{"receive.message.max.bytes", "2098176"},
 	};
 	struct cb_statsd *s = calloc(1, sizeof(*s));
 	rd_kafka_conf_t *conf = NULL;
