@@ -1464,8 +1464,22 @@ static int make_producer(struct cb_agg *a, char *errstr, size_t errstr_size)
 	return 0;
 }
 
+/* True when the user set key through kafka_opt (then it wins over our
+ * tuning defaults; the properties exactly once depends on always ours). */
+static bool user_set(const struct cb_config *cfg, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (size_t i = 0; i < cfg->kafka_opt.n; i++)
+		if (strncmp(cfg->kafka_opt.v[i], key, n) == 0 &&
+		    cfg->kafka_opt.v[i][n] == '=')
+			return true;
+	return false;
+}
+
 static int make_consumer(struct cb_agg *a, char *errstr, size_t errstr_size)
 {
+	/* The first five make the guarantees; the rest are tuning. */
 	static const char *const props[][2] = {
 		{"enable.auto.commit", "false"},
 		{"enable.auto.offset.store", "false"},
@@ -1491,8 +1505,9 @@ static int make_consumer(struct cb_agg *a, char *errstr, size_t errstr_size)
 				errstr, errstr_size);
 	for (size_t i = 0; err == 0 && i < sizeof(props) / sizeof(props[0]);
 	     i++)
-		err = cb_kafka_conf_set(conf, props[i][0], props[i][1], errstr,
-					errstr_size);
+		if (i < 5 || !user_set(a->cfg, props[i][0]))
+			err = cb_kafka_conf_set(conf, props[i][0], props[i][1],
+						errstr, errstr_size);
 	if (err != 0) {
 		rd_kafka_conf_destroy(conf);
 		return err;
