@@ -240,17 +240,18 @@ static size_t fifo_used(const struct part *pt)
 static struct pend *fifo_reserve(struct part *pt, uint32_t len)
 {
 	uint64_t off = pt->head % PEND_CAP;
+	uint64_t pad_len = off + len > PEND_CAP ? PEND_CAP - off : 0;
 
-	if (off + len > PEND_CAP) {
+	if (fifo_used(pt) + pad_len + len > PEND_CAP)
+		return NULL;
+	if (pad_len > 0) {
 		struct pend *pad = (struct pend *)(pt->fifo + off);
 
-		pad->len = (uint32_t)(PEND_CAP - off);
+		pad->len = (uint32_t)pad_len;
 		pad->kind = PK_PAD;
-		pt->head += pad->len;
+		pt->head += pad_len;
 		off = 0;
 	}
-	if (fifo_used(pt) + len > PEND_CAP)
-		return NULL;
 	return (struct pend *)(pt->fifo + off);
 }
 
