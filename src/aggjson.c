@@ -16,6 +16,7 @@
 
 #include "chatbattle/aggjson.h"
 #include "chatbattle/err.h"
+#include "chatbattle/jw.h"
 
 #define MAX_DEPTH 64
 
@@ -88,38 +89,6 @@ static void put_utf8(uint8_t **o, uint32_t cp)
 	*o = d;
 }
 
-/* Length of the valid UTF-8 sequence at s (lead byte >= 0x80), or 0. */
-static size_t utf8_seq(const uint8_t *s, const uint8_t *end)
-{
-	uint8_t c = s[0];
-	size_t k;
-	uint32_t cp;
-
-	if (c >= 0xc2 && c <= 0xdf) {
-		k = 1;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		k = 2;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		k = 3;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - s) <= k)
-		return 0;
-	for (size_t j = 1; j <= k; j++) {
-		if ((s[j] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[j] & 0x3f);
-	}
-	if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return k + 1;
-}
-
 /* A string at p->s (the opening quote).  With dst, decodes it into the
  * scratch buffer; else only validates it. */
 static bool string(struct p *p, struct cb_jstr *dst)
@@ -150,7 +119,7 @@ static bool string(struct p *p, struct cb_jstr *dst)
 		if (c < 0x20)
 			return fail(p, "control character in a string");
 		if (c >= 0x80) {
-			size_t k = utf8_seq(p->s, p->end);
+			size_t k = cb_jw_utf8_seq(p->s, p->end);
 
 			if (k == 0)
 				return fail(p, "invalid UTF-8");

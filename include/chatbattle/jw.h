@@ -41,6 +41,10 @@ void cb_jw_base64(struct cb_jw *w, const uint8_t *p, size_t n);
  * length, or -1 when the text is not padded base64. */
 long cb_jw_base64_decode(const char *s, size_t n, uint8_t *out);
 
+/* The length of the valid UTF-8 sequence at s (before end), or 0 when
+ * it is not one (overlong, surrogate, past U+10FFFF, cut short). */
+size_t cb_jw_utf8_seq(const uint8_t *s, const uint8_t *end);
+
 /* True when the n bytes are valid UTF-8. */
 bool cb_jw_utf8_valid(const uint8_t *s, size_t n);
 

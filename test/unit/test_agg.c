@@ -215,14 +215,40 @@ static int produce_batch(int n, int seq0)
 	return 0;
 }
 
+/* A consumer of partitions 0..nparts-1 of topic from the start, reporting
+ * the end of each partition. */
+static rd_kafka_t *reader(const char *topic, int nparts, bool committed)
+{
+	char errstr[256];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_t *c;
+
+	rd_kafka_conf_set(conf, "bootstrap.servers", brokers, NULL, 0);
+	rd_kafka_conf_set(conf, "group.id", "test-reader", NULL, 0);
+	rd_kafka_conf_set(conf, "isolation.level",
+			  committed ? "read_committed" : "read_uncommitted",
+			  NULL, 0);
+	rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
+	rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+	c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (c == NULL)
+		return NULL;
+	rd_kafka_poll_set_consumer(c);
+	l = rd_kafka_topic_partition_list_new(nparts);
+	for (int p = 0; p < nparts; p++)
+		rd_kafka_topic_partition_list_add(l, topic, p)->offset =
+			RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_assign(c, l);
+	rd_kafka_topic_partition_list_destroy(l);
+	return c;
+}
+
 /* Reads a topic read_committed to its end: the last message_count per
  * (channel, window) into got; returns the records read. */
 static long read_stats(const char *topic, int nparts, int64_t got[NCH][NWIN],
 		       bool *all_have_state)
 {
-	char errstr[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_topic_partition_list_t *l;
 	rd_kafka_t *c;
 	int left = nparts;
 	bool eof[8] = {false};
@@ -231,21 +257,9 @@ static long read_stats(const char *topic, int nparts, int64_t got[NCH][NWIN],
 
 	memset(got, 0, sizeof(int64_t) * NCH * NWIN);
 	*all_have_state = true;
-	rd_kafka_conf_set(conf, "bootstrap.servers", brokers, NULL, 0);
-	rd_kafka_conf_set(conf, "group.id", "test-reader", NULL, 0);
-	rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
-	rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
-	rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
-	c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	c = reader(topic, nparts, true);
 	if (c == NULL)
 		return -1;
-	rd_kafka_poll_set_consumer(c);
-	l = rd_kafka_topic_partition_list_new(nparts);
-	for (int p = 0; p < nparts; p++)
-		rd_kafka_topic_partition_list_add(l, topic, p)->offset =
-			RD_KAFKA_OFFSET_BEGINNING;
-	rd_kafka_assign(c, l);
-	rd_kafka_topic_partition_list_destroy(l);
 	while (left > 0 && t_now_ms() < deadline) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
 		json_t *doc;
@@ -391,26 +405,12 @@ static void test_refuses_partition_mismatch(void)
 /* Reads the dead-letter topic: records with stage "aggregator". */
 static int count_dead_letters(void)
 {
-	char errstr[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_topic_partition_list_t *l;
-	rd_kafka_t *c;
+	rd_kafka_t *c = reader("dlq", 1, false);
 	int n = 0;
 	int64_t deadline = t_now_ms() + 10000;
 
-	rd_kafka_conf_set(conf, "bootstrap.servers", brokers, NULL, 0);
-	rd_kafka_conf_set(conf, "group.id", "test-reader", NULL, 0);
-	rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
-	rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
-	c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
 	if (c == NULL)
 		return -1;
-	rd_kafka_poll_set_consumer(c);
-	l = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(l, "dlq", 0)->offset =
-		RD_KAFKA_OFFSET_BEGINNING;
-	rd_kafka_assign(c, l);
-	rd_kafka_topic_partition_list_destroy(l);
 	while (t_now_ms() < deadline) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
 		json_t *doc;
