@@ -432,7 +432,8 @@ static int drain_acks(struct cb_agg *a)
 		if (ack.partition >= 0 && ack.partition < a->nparts) {
 			struct part *pt = &a->parts[ack.partition];
 
-			if (pt->state == PS_ACTIVE && ack.generation == pt->gen &&
+			if (pt->state == PS_ACTIVE &&
+			    ack.generation == pt->gen &&
 			    ack.offset > pt->acked)
 				pt->acked = ack.offset;
 		}
@@ -1282,6 +1283,24 @@ static void handle_message(struct cb_agg *a, rd_kafka_message_t *m)
 		fatal(a, "applying records failed");
 }
 
+/* Debug level: one line per partition, once a second. */
+static void debug_state(const struct cb_agg *a)
+{
+	for (int p = 0; p < a->nparts; p++) {
+		const struct part *pt = &a->parts[p];
+
+		if (pt->state == PS_NONE)
+			continue;
+		cb_debug(SUB,
+			 "[%d] state %d%s gen %u acked %" PRId64
+			 " applied %" PRId64 " committed %" PRId64
+			 " pos %" PRId64 " queued %zu bytes",
+			 p, pt->state, pt->paused ? " paused" : "", pt->gen,
+			 pt->acked, pt->applied_next, pt->committed, pt->pos,
+			 fifo_used(pt));
+	}
+}
+
 static void *agg_main(void *arg)
 {
 	struct cb_agg *a = arg;
@@ -1299,20 +1318,9 @@ static void *agg_main(void *arg)
 		if (a->need_recovery && recover(a) != 0)
 			break;
 		rows_backpressure(a);
-		if (cb_log_threshold >= CB_LOG_DEBUG && now >= a->next_debug_ms) {
-			for (int p = 0; p < a->nparts; p++) {
-				struct part *pt = &a->parts[p];
-
-				if (pt->state == PS_NONE)
-					continue;
-				cb_debug(SUB,
-					 "[%d] state %d%s gen %u acked %" PRId64
-					 " applied %" PRId64 " committed %" PRId64
-					 " pos %" PRId64 " queued %zu bytes",
-					 p, pt->state, pt->paused ? " paused" : "",
-					 pt->gen, pt->acked, pt->applied_next,
-					 pt->committed, pt->pos, fifo_used(pt));
-			}
+		if (cb_log_threshold >= CB_LOG_DEBUG &&
+		    now >= a->next_debug_ms) {
+			debug_state(a);
 			a->next_debug_ms = now + 1000;
 		}
 		if (now >= a->next_commit_ms) {

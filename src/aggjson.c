@@ -307,7 +307,8 @@ static bool container(struct p *p, int depth)
 			p->s++;
 			return true;
 		}
-		return fail(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+		return fail(p, obj ? "expected ',' or '}'"
+				   : "expected ',' or ']'");
 	}
 }
 
@@ -381,8 +382,8 @@ static bool timestamp_field(struct p *p, struct cb_chatmsg *m)
 			return fail(p, "timestamp is not epoch milliseconds");
 		for (size_t i = 0; i < t.len; i++)
 			if (t.p[i] < '0' || t.p[i] > '9')
-				return fail(p,
-					    "timestamp is not epoch milliseconds");
+				return fail(p, "timestamp is not epoch "
+					       "milliseconds");
 		if (!to_int64((const uint8_t *)t.p, t.len, true,
 			      &m->timestamp_ms))
 			return fail(p, "timestamp is not epoch milliseconds");
