@@ -622,6 +622,11 @@ static int consume_one(struct cb_agg *a, const rd_kafka_message_t *m)
 		snprintf(why, sizeof(why), "record too large to count");
 		goto bad;
 	}
+	/* The FIFO space first: a row is only pushed for a record that is
+	 * queued (its entry becomes visible when head moves, below). */
+	e = fifo_reserve(pt, len);
+	if (e == NULL)
+		return CB_E_FULL;
 	if (event == CB_EV_MESSAGE) {
 		err = push_row(a, p, m->offset, &cm, channel, channel_len, ts);
 		if (err == CB_E_TOOBIG) {
@@ -632,9 +637,6 @@ static int consume_one(struct cb_agg *a, const rd_kafka_message_t *m)
 		if (err != 0)
 			return err;
 	}
-	e = fifo_reserve(pt, len);
-	if (e == NULL)
-		return CB_E_FULL;
 	memset(e, 0, sizeof(*e));
 	e->len = len;
 	e->kind = event == CB_EV_MESSAGE ? PK_MSG : PK_EVENT;
