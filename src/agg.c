@@ -1122,7 +1122,10 @@ static int recover(struct cb_agg *a)
 		a->parts[l->elems[i].partition].paused = false;
 	goto out;
 fail:
-	fatal(a, errstr);
+	if (atomic_load(&a->stop))
+		err = CB_E_STOPPED; /* not a failure: we were asked to stop */
+	else
+		fatal(a, errstr);
 out:
 	rd_kafka_topic_partition_list_destroy(l);
 	return err;
