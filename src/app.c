@@ -8,14 +8,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chatbattle/agg.h"
 #include "chatbattle/app.h"
 #include "chatbattle/err.h"
 #include "chatbattle/http.h"
 #include "chatbattle/log.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "chatbattle/statsd.h"
 
 const struct cb_module cb_app_modules[] = {
+	{"statsd", "serve", cb_statsd_start, cb_statsd_stop},
+	{"agg", "aggregate", cb_agg_start, cb_agg_stop},
 	{"http", "serve", cb_http_start, cb_http_stop},
 	{NULL, NULL, NULL, NULL},
 };
