@@ -5,8 +5,10 @@
 #include <stddef.h>
 
 #include "chatbattle/commands.h"
+#include "chatbattle/irc_msg.h"
 
 const struct cb_command cb_commands[] = {
 	{"run", cb_cmd_run},
+	{"irc-parse", cb_cmd_irc_parse},
 	{NULL, NULL},
 };
