@@ -134,7 +134,7 @@ struct cb_sim {
 	struct sim_client *clients;
 	struct sim_ctl *ctls;
 	unsigned next_client_id;
-	uint64_t connections_total, logins_ok, logins_failed;
+	uint64_t connections_total, logins_ok, logins_anon, logins_failed;
 	uint64_t pings_sent, pongs_received, client_pings, reconnects_sent;
 	uint64_t drops, resets;
 
@@ -1267,6 +1267,7 @@ static void client_welcome(struct sim_client *c)
 	c->anon = c->pass == 0;
 	c->registered = true;
 	sim->logins_ok++;
+	sim->logins_anon += c->anon;
 	client_send(c, ":tmi.twitch.tv 001 %s :Welcome, GLHF!", n);
 	client_send(c, ":tmi.twitch.tv 002 %s :Your host is tmi.twitch.tv", n);
 	client_send(c, ":tmi.twitch.tv 003 %s :This server is rather new", n);
@@ -1822,13 +1823,15 @@ size_t cb_sim_stats_json(struct cb_sim *sim, char *buf, size_t size)
 	    tot[LK_MESSAGE], tot[LK_EVENT], tot[LK_MALFORMED],
 	    tot[LK_INJECTED], tot[LK_OTHER]);
 	OUT("\"connections_total\":%" PRIu64 ",\"logins_ok\":%" PRIu64
+	    ",\"logins_anon\":%" PRIu64
 	    ",\"logins_failed\":%" PRIu64 ",\"joins\":%" PRIu64
 	    ",\"parts\":%" PRIu64 ",\"pings_sent\":%" PRIu64
 	    ",\"pongs_received\":%" PRIu64 ",\"client_pings\":%" PRIu64
 	    ",\"reconnects_sent\":%" PRIu64 ",\"drops\":%" PRIu64
 	    ",\"resets\":%" PRIu64 ",\"replay_lines\":%" PRIu64
 	    ",\"replay_skipped\":%" PRIu64 ",\"done\":%s}",
-	    sim->connections_total, sim->logins_ok, sim->logins_failed,
+	    sim->connections_total, sim->logins_ok, sim->logins_anon,
+	    sim->logins_failed,
 	    sim->joins_total, sim->parts_total, sim->pings_sent,
 	    sim->pongs_received, sim->client_pings, sim->reconnects_sent,
 	    sim->drops, sim->resets, sim->replay_lines, sim->replay_skipped,
