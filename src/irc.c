@@ -614,7 +614,7 @@ size_t cb_irc_status(struct cb_irc *irc, struct cb_irc_channel_status *out,
 		return 0;
 	pthread_mutex_lock(&irc->status_lock);
 	n = irc->status_n;
-	if (out != NULL && max > 0)
+	if (out != NULL && max > 0 && n > 0)
 		memcpy(out, irc->status,
 		       (n < max ? n : max) * sizeof(*out));
 	pthread_mutex_unlock(&irc->status_lock);
@@ -771,7 +771,6 @@ static void conn_fail(struct conn *c, const char *fmt, ...)
 		conn_bury(c);
 		return;
 	}
-	copy_cut(c->last_error, sizeof(c->last_error), why);
 	/* A connection that stayed up a while starts over from the floor. */
 	if (was_up && now - c->ready_ms >= 30000)
 		c->attempt = 0;
@@ -782,10 +781,14 @@ static void conn_fail(struct conn *c, const char *fmt, ...)
 					  cfg->irc_backoff_max_ms, rnd(irc));
 	if (c->attempt < 64)
 		c->attempt++;
-	if (!c->auth_failed)
+	if (!c->auth_failed && strncmp(c->last_error, why, sizeof(c->last_error) - 1) != 0)
 		cb_warn("irc", "connection %d lost (%s); reconnecting in %" PRId64
 			       " ms",
 			c->id, why, delay);
+	else
+		cb_debug("irc", "connection %d: %s again; retry in %" PRId64
+				" ms",
+			 c->id, why, delay);
 	for (size_t k = 0; k < irc->nchans; k++) {
 		struct chan *ch = irc->chans[k];
 
@@ -798,6 +801,7 @@ static void conn_fail(struct conn *c, const char *fmt, ...)
 			ch->attempts = 0;
 		}
 	}
+	copy_cut(c->last_error, sizeof(c->last_error), why);
 	conn_set_state(c, C_BACKOFF);
 	cb_metric_add(CB_M_irc_reconnects_total, 1);
 	/* While a token refresh runs, its result decides when to retry. */
@@ -906,7 +910,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 		return;
 	}
-	if (c->state == C_CONNECTING)
+	/* The same failure again (retries) is not news: log it once. */
+	if (c->state == C_CONNECTING && strncmp(c->last_error, why, sizeof(c->last_error) - 1) != 0)
 		cb_error("irc", "connection %d: cannot connect to %s:%d: %s",
 			 c->id, irc->cfg->irc_host, (int)irc->cfg->irc_port,
 			 why);

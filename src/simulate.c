@@ -738,8 +738,7 @@ static void make_users(struct cb_sim *sim)
 			snprintf(u->display, sizeof(u->display), "%s%d",
 				 exotic[(i / 16) % 4], i);
 		else {
-			snprintf(u->display, sizeof(u->display), "%s",
-				 u->login);
+			memcpy(u->display, u->login, sizeof(u->login));
 			u->display[0] = (char)(u->display[0] - 32);
 		}
 		u->id = 100000000 + rnd_below(sim, 800000000);
