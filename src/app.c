@@ -10,11 +10,15 @@
 
 #include "chatbattle/app.h"
 #include "chatbattle/err.h"
+#include "chatbattle/irc.h"
 #include "chatbattle/log.h"
+#include "chatbattle/producer.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
 
 const struct cb_module cb_app_modules[] = {
+	{"producer", "ingest", cb_producer_start, cb_producer_stop},
+	{"irc", "ingest", cb_irc_start, cb_irc_stop},
 	{NULL, NULL, NULL, NULL},
 };
 
