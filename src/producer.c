@@ -65,6 +65,7 @@ struct cb_producer {
 	uint64_t given_up;    /* records read but not produced at stop */
 	int64_t last_delivery_ms, last_probe_ms;
 	int64_t err_log_ms;
+	int64_t stop_deadline_ms; /* set once stopping is seen */
 	rd_kafka_resp_err_t err_last;
 	uint64_t err_suppressed;
 	bool fatal;
@@ -140,10 +141,20 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason,
 	cb_debug("producer", "Kafka: %s: %s", rd_kafka_err2name(err), reason);
 }
 
+/* 0 while running; once a stop is requested, the flush deadline. */
+static int64_t stop_deadline(struct cb_producer *p)
+{
+	if (p->stop_deadline_ms == 0 &&
+	    atomic_load_explicit(&p->stopping, memory_order_acquire))
+		p->stop_deadline_ms =
+			mono_ms() + p->cfg->producer_flush_timeout_ms;
+	return p->stop_deadline_ms;
+}
+
 /* Hands one record to librdkafka, waiting while its queue is full.
  * Returns false when stopping made it give up (record not produced). */
 static bool produce_one(struct cb_producer *p, const uint8_t *rec,
-			uint32_t len, int64_t give_up_ms)
+			uint32_t len)
 {
 	struct cb_out_hdr h;
 	const char *key, *val;
@@ -186,7 +197,7 @@ static bool produce_one(struct cb_producer *p, const uint8_t *rec,
 		p->queue_full++;
 		cb_metric_add(CB_M_kafka_queue_full_total, 1);
 		rd_kafka_poll(p->rk, 100);
-		if (give_up_ms != 0 && mono_ms() >= give_up_ms)
+		if (stop_deadline(p) != 0 && mono_ms() >= stop_deadline(p))
 			return false;
 		if (p->fatal)
 			return false;
@@ -195,7 +206,7 @@ static bool produce_one(struct cb_producer *p, const uint8_t *rec,
 
 /* One batch: returns the number of records read (0: the ring was empty),
  * or -1 when it gave up (stopping, deadline passed). */
-static int produce_batch(struct cb_producer *p, int64_t give_up_ms)
+static int produce_batch(struct cb_producer *p)
 {
 	const void *rec;
 	uint32_t len;
@@ -203,7 +214,7 @@ static int produce_batch(struct cb_producer *p, int64_t give_up_ms)
 	uint64_t before = p->produced;
 
 	while (n < BATCH && (rec = cb_ring_read(p->ring, &len)) != NULL) {
-		if (!produce_one(p, rec, len, give_up_ms)) {
+		if (!produce_one(p, rec, len)) {
 			p->given_up++;
 			cb_metric_add(CB_M_kafka_produced_total,
 				      p->produced - before);
@@ -251,16 +262,17 @@ static void *producer_main(void *arg)
 
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire) &&
 	       !p->fatal) {
-		if (cb_ring_wait(p->ring, WAIT_MS) == 0)
-			produce_batch(p, 0);
+		if (cb_ring_wait(p->ring, WAIT_MS) == 0 && produce_batch(p) < 0)
+			break;
 		rd_kafka_poll(p->rk, 0);
 		check_health(p);
 	}
 
 	/* Stop: the irc thread has stopped; drain the ring, then flush. */
-	deadline = mono_ms() + cfg->producer_flush_timeout_ms;
-	while (!p->fatal) {
-		int n = produce_batch(p, deadline);
+	atomic_store_explicit(&p->stopping, true, memory_order_release);
+	deadline = stop_deadline(p);
+	while (!p->fatal && p->given_up == 0) {
+		int n = produce_batch(p);
 
 		rd_kafka_poll(p->rk, 0);
 		if (n <= 0)
