@@ -110,7 +110,8 @@ bench: deps
 
 # libFuzzer needs clang; every source is rebuilt with it under build/fuzz.
 FUZZ_CC      = clang
-FUZZ_CFLAGS  = -O1 -g -fsanitize=fuzzer-no-link,address,undefined $(BASE_CFLAGS)
+FUZZ_CFLAGS  = -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined $(BASE_CFLAGS)
 FUZZ_SECONDS ?= 60
 
 build/fuzz/%.o: src/%.c $(HDRS) $(GEN)

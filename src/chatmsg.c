@@ -274,6 +274,29 @@ static bool unwrap_action(struct cb_irc_str *text)
 	return false;
 }
 
+/*
+ * A USERNOTICE whose message is a /me (a resub message, say) keeps the raw
+ * "\x01ACTION ...\x01" text, and Twitch computes its emote ranges on the
+ * text without the \x01 bytes, "ACTION " included (twitchdev/issues#175).
+ * Cut the names there, then shift the ranges by 7 so that they index the
+ * unwrapped message; a range inside "ACTION " is dropped.
+ */
+static void usernotice_action_emotes(const struct cb_twitch_msg *t,
+				     struct cb_irc_str body,
+				     struct cb_twitch_emotes *e)
+{
+	cb_twitch_emotes(t->emotes_tag.p, t->emotes_tag.len, body.p - 7,
+			 body.len + 7, e);
+	for (uint16_t i = 0; i < e->n; i++) {
+		if (e->v[i].start < 7 || e->v[i].end < 7) {
+			e->v[i].out_of_range = true;
+			continue;
+		}
+		e->v[i].start -= 7;
+		e->v[i].end -= 7;
+	}
+}
+
 int cb_chatmsg_from_twitch(const struct cb_irc_msg *m,
 			   const struct cb_twitch_msg *t, int64_t received_ms,
 			   bool emit_events, struct cb_chatmsg *out, char *buf,
@@ -292,6 +315,8 @@ int cb_chatmsg_from_twitch(const struct cb_irc_msg *m,
 	char mid[36];
 
 	(void)m;
+	out->channel[0] = '\0';
+	out->channel_len = 0;
 	switch (t->kind) {
 	case CB_IRC_K_PRIVMSG:
 		type = CB_CT_MESSAGE;
@@ -322,11 +347,13 @@ int cb_chatmsg_from_twitch(const struct cb_irc_msg *m,
 				 "%s without channel", what);
 	err = cb_channel_normalize(t->channel.p, t->channel.len, out->channel,
 				   NULL, 0);
-	if (err != 0)
+	if (err != 0) {
+		out->channel[0] = '\0'; /* normalize may have written part */
 		return cb_seterr(errstr, errstr_size, CB_E_PARSE,
 				 "%s channel is not a Twitch login "
 				 "(1..25 of a-z 0-9 _)",
 				 what);
+	}
 	out->channel_len = strlen(out->channel);
 	out->type = type;
 
@@ -345,9 +372,7 @@ int cb_chatmsg_from_twitch(const struct cb_irc_msg *m,
 		if (text.p != NULL && unwrap_action(&text)) {
 			is_action = true;
 			if (t->emotes_tag.len > 0) {
-				cb_twitch_emotes(t->emotes_tag.p,
-						 t->emotes_tag.len, text.p,
-						 text.len, &un_emotes);
+				usernotice_action_emotes(t, text, &un_emotes);
 				emotes = &un_emotes;
 			}
 		}

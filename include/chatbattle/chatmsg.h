@@ -80,7 +80,10 @@ struct cb_chatmsg {
  * is not a Twitch login, no text or empty text) or CB_E_TOOBIG (the JSON
  * does not fit in cap).  received_ms is the wall clock when the line was
  * read ("received_at", and "timestamp" when tmi-sent-ts is missing or not
- * positive).  out is filled for CHAT and EVENT.  buf holds no NUL.
+ * positive).  out is filled for CHAT and EVENT; on an error out->channel
+ * holds the channel when it was valid (no text, empty text, CB_E_TOOBIG:
+ * the dead letter's key), else "".  buf holds no NUL.  Thread-safe (no
+ * shared state).
  */
 int cb_chatmsg_from_irc(const struct cb_irc_msg *m, int64_t received_ms,
 			bool emit_events, struct cb_chatmsg *out, char *buf,
