@@ -1511,7 +1511,7 @@ static bool handle_line(struct conn *c, struct evbuffer *in, size_t n)
 	struct cb_irc_msg *m = &irc->msg;
 	struct cb_twitch_msg *t = &irc->tw;
 	struct cb_chatmsg out;
-	char errstr[192], key[CB_CHANNEL_MAX + 1];
+	char errstr[192];
 	size_t len = n, klen = 0, predicted, key_len = 0;
 	const char *id;
 	uint64_t h;
@@ -1567,6 +1567,8 @@ static bool handle_line(struct conn *c, struct evbuffer *in, size_t n)
 			    ? t->channel.len
 			    : 0;
 	val = p + HDR_SIZE + predicted;
+	out.channel[0] = '\0';
+	out.channel_len = 0;
 	rc = cb_chatmsg_from_twitch(m, t, irc->batch_wall_ms,
 				    irc->cfg->irc_emit_events, &out, val,
 				    need - HDR_SIZE - CB_CHANNEL_MAX, errstr,
@@ -1594,13 +1596,12 @@ static bool handle_line(struct conn *c, struct evbuffer *in, size_t n)
 		snprintf(errstr, sizeof(errstr), "no record for this %.*s line",
 			 (int)m->command.len, m->command.p);
 	/* The line is unusable: the same reservation carries its dead
-	 * letter (need covers CB_CHATMSG_DLQ_MAX of the line). */
-	if (t->channel.p != NULL &&
-	    cb_channel_normalize(t->channel.p, t->channel.len, key, NULL, 0) ==
-		    0)
-		key_len = strlen(key);
+	 * letter (need covers CB_CHATMSG_DLQ_MAX of the line), keyed by its
+	 * channel when chatmsg found a valid one. */
+	if (rc < 0 && out.channel_len > 0 && out.channel_len <= CB_CHANNEL_MAX)
+		key_len = out.channel_len;
 	evbuffer_copyout(in, irc->raw, len);
-	write_dlq(irc, p, need, irc->raw, len, key, key_len, errstr);
+	write_dlq(irc, p, need, irc->raw, len, out.channel, key_len, errstr);
 	return false;
 }
 
