@@ -628,14 +628,25 @@ static int sync_start(struct cb_sim *sim, enum sync_kind kind,
 	return 0;
 }
 
+/* A JSON document made by fn (snprintf-style: returns the length it
+ * needs) in a malloc'd, NUL-terminated buffer, or NULL. */
+static char *sim_format(struct cb_sim *sim,
+			size_t (*fn)(struct cb_sim *sim, char *buf, size_t size))
+{
+	size_t need = fn(sim, NULL, 0);
+	char *buf = malloc(need + 1);
+
+	if (buf != NULL)
+		fn(sim, buf, need + 1);
+	return buf;
+}
+
 static void print_stats(struct cb_sim *sim, FILE *f)
 {
-	size_t need = cb_sim_stats_json(sim, NULL, 0);
-	char *buf = malloc(need + 1);
+	char *buf = sim_format(sim, cb_sim_stats_json);
 
 	if (buf == NULL)
 		return;
-	cb_sim_stats_json(sim, buf, need + 1);
 	fprintf(f, "%s\n", buf);
 	fflush(f);
 	free(buf);
@@ -1283,95 +1294,95 @@ static void client_welcome(struct sim_client *c)
 					: "");
 }
 
-static void client_join(struct sim_client *c, const char *list, size_t len)
+/* Calls fn for each name of a comma-separated channel list. */
+static void each_channel(struct sim_client *c, const char *list, size_t len,
+			 void (*fn)(struct sim_client *c, const char *name,
+				    size_t name_len))
 {
-	struct cb_sim *sim = c->sim;
 	size_t i = 0;
 
 	while (i < len) {
 		size_t j = i;
-		char name[CB_CHANNEL_MAX + 1], why[96];
-		struct sim_chan *ch;
 
 		while (j < len && list[j] != ',')
 			j++;
-		if (sim->njoins < SIM_JOIN_LOG)
-			sim->joins[sim->njoins++] = mono_ms() - sim->start_ms;
-		sim->joins_total++;
-		if (cb_channel_normalize(list + i, j - i, name, why,
-					 sizeof(why)) != 0) {
-			client_send(c, "@msg-id=msg_channel_suspended "
-				       ":tmi.twitch.tv NOTICE #%.*s :This "
-				       "channel does not exist or has been "
-				       "suspended.",
-				    (int)(j - i > 30 ? 30 : j - i),
-				    list + i + (list[i] == '#'));
-		} else if (strncmp(name, "suspended", 9) == 0) {
-			client_send(c, "@msg-id=msg_channel_suspended "
-				       ":tmi.twitch.tv NOTICE #%s :This channel "
-				       "does not exist or has been suspended.",
-				    name);
-		} else if ((ch = chan_get(sim, name)) == NULL) {
-			client_send(c, ":tmi.twitch.tv NOTICE #%s :too many "
-				       "channels in the simulator", name);
-		} else {
-			size_t idx = chan_idx(sim, ch);
-			const char *n = c->nick;
-
-			if (!client_joined(c, idx)) {
-				c->joined[idx / 8] |= (uint8_t)(1u << (idx % 8));
-				ch->joined++;
-			}
-			client_send(c, ":%s!%s@%s.tmi.twitch.tv JOIN #%s", n, n,
-				    n, name);
-			client_send(c, ":%s.tmi.twitch.tv 353 %s = #%s :%s", n,
-				    n, name, n);
-			client_send(c, ":%s.tmi.twitch.tv 366 %s #%s :End of "
-				       "/NAMES list", n, n, name);
-			if (c->cap_commands) {
-				if (c->cap_tags)
-					client_send(c, "@emote-only=0;followers-only=-1;r9k=0;room-id=%" PRIu64
-						       ";slow=0;subs-only=0 :tmi.twitch.tv ROOMSTATE #%s",
-						    ch->room_id, name);
-				else
-					client_send(c, ":tmi.twitch.tv ROOMSTATE #%s", name);
-				if (!c->anon)
-					client_send(c, "%s:tmi.twitch.tv USERSTATE #%s",
-						    c->cap_tags ? "@badge-info=;badges=;color=;display-name=Sim;emote-sets=0;mod=0;subscriber=0;user-type= "
-								: "",
-						    name);
-			}
-		}
+		fn(c, list + i, j - i);
 		i = j + 1;
 	}
 }
 
-static void client_part(struct sim_client *c, const char *list, size_t len)
+static void join_one(struct sim_client *c, const char *raw, size_t raw_len)
 {
 	struct cb_sim *sim = c->sim;
-	size_t i = 0;
+	char name[CB_CHANNEL_MAX + 1], why[96];
+	struct sim_chan *ch;
+	size_t idx;
+	const char *n = c->nick;
 
-	while (i < len) {
-		size_t j = i;
-		char name[CB_CHANNEL_MAX + 1], why[96];
-		struct sim_chan *ch;
-
-		while (j < len && list[j] != ',')
-			j++;
-		sim->parts_total++;
-		if (cb_channel_normalize(list + i, j - i, name, why,
-					 sizeof(why)) == 0 &&
-		    (ch = chan_find(sim, name)) != NULL &&
-		    client_joined(c, chan_idx(sim, ch))) {
-			size_t idx = chan_idx(sim, ch);
-
-			c->joined[idx / 8] &= (uint8_t)~(1u << (idx % 8));
-			ch->joined--;
-			client_send(c, ":%s!%s@%s.tmi.twitch.tv PART #%s",
-				    c->nick, c->nick, c->nick, name);
-		}
-		i = j + 1;
+	if (sim->njoins < SIM_JOIN_LOG)
+		sim->joins[sim->njoins++] = mono_ms() - sim->start_ms;
+	sim->joins_total++;
+	if (cb_channel_normalize(raw, raw_len, name, why, sizeof(why)) != 0) {
+		client_send(c, "@msg-id=msg_channel_suspended :tmi.twitch.tv "
+			       "NOTICE #%.*s :This channel does not exist or "
+			       "has been suspended.",
+			    (int)(raw_len > 30 ? 30 : raw_len), raw);
+		return;
 	}
+	if (strncmp(name, "suspended", 9) == 0) {
+		client_send(c, "@msg-id=msg_channel_suspended :tmi.twitch.tv "
+			       "NOTICE #%s :This channel does not exist or has "
+			       "been suspended.",
+			    name);
+		return;
+	}
+	ch = chan_get(sim, name);
+	if (ch == NULL) {
+		client_send(c, ":tmi.twitch.tv NOTICE #%s :too many channels in "
+			       "the simulator",
+			    name);
+		return;
+	}
+	idx = chan_idx(sim, ch);
+	if (!client_joined(c, idx)) {
+		c->joined[idx / 8] |= (uint8_t)(1u << (idx % 8));
+		ch->joined++;
+	}
+	client_send(c, ":%s!%s@%s.tmi.twitch.tv JOIN #%s", n, n, n, name);
+	client_send(c, ":%s.tmi.twitch.tv 353 %s = #%s :%s", n, n, name, n);
+	client_send(c, ":%s.tmi.twitch.tv 366 %s #%s :End of /NAMES list", n,
+		    n, name);
+	if (!c->cap_commands)
+		return;
+	if (c->cap_tags)
+		client_send(c, "@emote-only=0;followers-only=-1;r9k=0;room-id=%" PRIu64
+			       ";slow=0;subs-only=0 :tmi.twitch.tv ROOMSTATE #%s",
+			    ch->room_id, name);
+	else
+		client_send(c, ":tmi.twitch.tv ROOMSTATE #%s", name);
+	if (!c->anon)
+		client_send(c, "%s:tmi.twitch.tv USERSTATE #%s",
+			    c->cap_tags ? "@badge-info=;badges=;color=;display-name=Sim;emote-sets=0;mod=0;subscriber=0;user-type= "
+					: "",
+			    name);
+}
+
+static void part_one(struct sim_client *c, const char *raw, size_t raw_len)
+{
+	struct cb_sim *sim = c->sim;
+	char name[CB_CHANNEL_MAX + 1], why[96];
+	struct sim_chan *ch;
+	size_t idx;
+
+	sim->parts_total++;
+	if (cb_channel_normalize(raw, raw_len, name, why, sizeof(why)) != 0 ||
+	    (ch = chan_find(sim, name)) == NULL ||
+	    !client_joined(c, (idx = chan_idx(sim, ch))))
+		return;
+	c->joined[idx / 8] &= (uint8_t)~(1u << (idx % 8));
+	ch->joined--;
+	client_send(c, ":%s!%s@%s.tmi.twitch.tv PART #%s", c->nick, c->nick,
+		    c->nick, name);
 }
 
 static bool str_is(const struct cb_irc_str *s, const char *lit)
@@ -1461,11 +1472,12 @@ static void client_command(struct sim_client *c, char *line, size_t len)
 		break;
 	case CB_IRC_K_JOIN:
 		if (c->registered && last != NULL)
-			client_join(c, last->p, last->len);
+			each_channel(c, last->p, last->len, join_one);
 		break;
 	case CB_IRC_K_PART:
 		if (c->registered && m->nparams > 0)
-			client_part(c, m->params[0].p, m->params[0].len);
+			each_channel(c, m->params[0].p, m->params[0].len,
+				     part_one);
 		break;
 	default:
 		if (m->command.len == 4 && memcmp(m->command.p, "PASS", 4) == 0 &&
@@ -1652,27 +1664,14 @@ static void ctl_command(struct sim_ctl *ctl, char *line, size_t len)
 	else
 		arg = line + len;
 #define IS(s) (cmd_len == strlen(s) && memcmp(line, s, cmd_len) == 0)
-	if (IS("stats")) {
-		size_t need = cb_sim_stats_json(sim, NULL, 0);
-		char *buf = malloc(need + 1);
+	if (IS("stats") || IS("joins")) {
+		char *buf = sim_format(sim, IS("stats") ? cb_sim_stats_json
+							: json_joins);
 
-		if (buf == NULL) {
+		if (buf == NULL)
 			ctl_reply(ctl, "err out of memory");
-			return;
-		}
-		cb_sim_stats_json(sim, buf, need + 1);
-		ctl_reply(ctl, "%s", buf);
-		free(buf);
-	} else if (IS("joins")) {
-		size_t need = json_joins(sim, NULL, 0);
-		char *buf = malloc(need + 1);
-
-		if (buf == NULL) {
-			ctl_reply(ctl, "err out of memory");
-			return;
-		}
-		json_joins(sim, buf, need + 1);
-		ctl_reply(ctl, "%s", buf);
+		else
+			ctl_reply(ctl, "%s", buf);
 		free(buf);
 	} else if (IS("pause")) {
 		sim->paused = true;

@@ -397,6 +397,20 @@ static inline int chan_state(struct irch *h, const char *name, char *reason,
 	return -1;
 }
 
+/* Waits until channel name's status reason contains needle; the last
+ * reason is left in reason. */
+static inline void wait_reason(struct irch *h, const char *name,
+			       const char *needle, char *reason, size_t size,
+			       int timeout_ms)
+{
+	int64_t deadline = t_now_ms() + timeout_ms;
+
+	while (t_now_ms() < deadline &&
+	       (chan_state(h, name, reason, size),
+		strstr(reason, needle) == NULL))
+		cb_ring_wait(h->app.irc_out, 10);
+}
+
 /* Waits (draining the ring) until every channel in names is JOINED. */
 static inline bool wait_joined(struct irch *h, const char *const *names,
 			       size_t n, int timeout_ms)

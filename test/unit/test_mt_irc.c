@@ -550,7 +550,6 @@ static void test_tls_verification_failures(void)
 	struct simh s, other;
 	struct irch h;
 	char reason[128] = "";
-	int64_t deadline;
 
 	CHECK(sim_up(&s, NULL) == 0);
 	CHECK(sim_up(&other, NULL) == 0);
@@ -558,11 +557,7 @@ static void test_tls_verification_failures(void)
 	h_set(&h.cfg, "irc_ca_file", other.cert);
 	h_add(&h.cfg, "channel", "a");
 	CHECK(irc_go(&h) == 0);
-	deadline = t_now_ms() + 10000;
-	while (t_now_ms() < deadline &&
-	       (chan_state(&h, "a", reason, sizeof(reason)),
-		strstr(reason, "certificate") == NULL))
-		cb_ring_wait(h.app.irc_out, 10);
+	wait_reason(&h, "a", "certificate", reason, sizeof(reason), 10000);
 	printf("# wrong CA: %s\n", reason);
 	CHECK(strstr(reason, "certificate verify failed") != NULL);
 	CHECK(cb_health_get(CB_DEP_IRC) == CB_DEP_DOWN);
@@ -590,18 +585,13 @@ static void test_tls_hostname_mismatch(void)
 	struct simh s;
 	struct irch h;
 	char reason[128] = "";
-	int64_t deadline;
 
 	CHECK(sim_up(&s, tw_bind2) == 0);
 	CHECK(irc_setup(&h, &s, 4 << 20) == 0);
 	h_set(&h.cfg, "irc_host", "127.0.0.2");
 	h_add(&h.cfg, "channel", "a");
 	CHECK(irc_go(&h) == 0);
-	deadline = t_now_ms() + 10000;
-	while (t_now_ms() < deadline &&
-	       (chan_state(&h, "a", reason, sizeof(reason)),
-		strstr(reason, "certificate") == NULL))
-		cb_ring_wait(h.app.irc_out, 10);
+	wait_reason(&h, "a", "certificate", reason, sizeof(reason), 10000);
 	printf("# wrong name: %s\n", reason);
 	CHECK(strstr(reason, "mismatch") != NULL);
 	irc_teardown(&h);
