@@ -71,8 +71,10 @@ struct cb_ring {
 	alignas(CACHELINE) uint64_t c_pos;       /* next read position */
 	uint64_t c_head_cache;                   /* last head seen */
 	uint64_t c_pending;                      /* records read, unreleased */
+	uint64_t c_kicks_seen;                   /* kicks already answered */
 
 	alignas(CACHELINE) _Atomic int consumer_parked;
+	_Atomic uint64_t kicks; /* cb_ring_kick() calls, any thread */
 	alignas(CACHELINE) _Atomic int producer_parked;
 };
 
@@ -410,6 +412,17 @@ bool cb_ring_arm_consumer(struct cb_ring *r)
 	return true;
 }
 
+/* True once for every batch of kicks the consumer has not answered yet. */
+static bool kicked(struct cb_ring *r)
+{
+	uint64_t k = atomic_load_explicit(&r->kicks, memory_order_acquire);
+
+	if (k == r->c_kicks_seen)
+		return false;
+	r->c_kicks_seen = k;
+	return true;
+}
+
 int cb_ring_wait(struct cb_ring *r, int timeout_ms)
 {
 	uint64_t start, deadline;
@@ -420,6 +433,8 @@ int cb_ring_wait(struct cb_ring *r, int timeout_ms)
 	start = now_ns();
 	deadline = timeout_ms < 0 ? UINT64_MAX
 				  : start + (uint64_t)timeout_ms * 1000000u;
+	if (kicked(r))
+		return CB_E_TIMEOUT;
 	for (;;) {
 		cpu_relax();
 		if (consumer_has_data(r))
@@ -427,15 +442,30 @@ int cb_ring_wait(struct cb_ring *r, int timeout_ms)
 		if ((++spins & 63) == 0 && now_ns() - start > SPIN_NS)
 			break;
 	}
-	if (!cb_ring_arm_consumer(r))
-		return 0;
-	wait_fd(r->cons_efd, deadline, timeout_ms);
-	atomic_store_explicit(&r->consumer_parked, 0, memory_order_relaxed);
-	return consumer_has_data(r) ? 0 : CB_E_TIMEOUT;
+	/*
+	 * The eventfd can hold a stale signal: a producer that saw the parked
+	 * flag just before an earlier arm's re-check found data and unparked
+	 * still writes it.  So a wake-up proves nothing; only data, a kick or
+	 * the deadline ends the wait.
+	 */
+	for (;;) {
+		if (!cb_ring_arm_consumer(r))
+			return 0;
+		wait_fd(r->cons_efd, deadline, timeout_ms);
+		atomic_store_explicit(&r->consumer_parked, 0,
+				      memory_order_relaxed);
+		if (consumer_has_data(r))
+			return 0;
+		if (kicked(r))
+			return CB_E_TIMEOUT;
+		if (timeout_ms >= 0 && now_ns() >= deadline)
+			return CB_E_TIMEOUT;
+	}
 }
 
 void cb_ring_kick(struct cb_ring *r)
 {
+	atomic_fetch_add_explicit(&r->kicks, 1, memory_order_release);
 	efd_signal(r->cons_efd);
 }
 

@@ -98,12 +98,15 @@ void cb_ring_release(struct cb_ring *r);
 /*
  * Waits until a record is available, spinning briefly and then parking, for
  * at most timeout_ms (-1: no limit).  Returns 0 when one is available, or
- * CB_E_TIMEOUT.
+ * CB_E_TIMEOUT when the time ran out or cb_ring_kick() was called during the
+ * wait.  Spurious eventfd wake-ups never end the wait early.
  */
 int cb_ring_wait(struct cb_ring *r, int timeout_ms);
 
-/* Wakes a consumer parked in cb_ring_wait() without publishing anything,
- * e.g. to make it notice a shutdown flag.  Any thread. */
+/* Ends a consumer's current cb_ring_wait() without publishing anything,
+ * e.g. to make it notice a shutdown flag.  Any thread.  A kick made while
+ * no wait is in progress ends the next wait at once, so a kick is never
+ * lost; several kicks before a wait end only that one wait. */
 void cb_ring_kick(struct cb_ring *r);
 
 /* An eventfd that becomes readable after cb_ring_arm_consumer() returned true

@@ -22,7 +22,9 @@ void cb_stats_cache_free(struct cb_stats_cache *c);
 /*
  * Stats thread only: applies one ChannelStats record (the Kafka key and the
  * JSON value).  now_ms is the wall clock, for the end-to-end latency metric
- * (from the record's last_received_at).  A record for an older window than
+ * (from the record's last_received_at); 0 skips the sample (records re-read
+ * at start-up are not live).  The aggregator's restorable "state" field is
+ * not kept (nor returned by the JSON readers).  A record for an older window than
  * the current one updates that window's history entry.  Returns 0, or
  * CB_E_PARSE with the reason when the value is not a ChannelStats document
  * (the record is then skipped; the caller counts it).

@@ -238,9 +238,36 @@ static void kick_wakes_a_waiting_consumer_without_data(void)
 	int64_t t0 = t_now_ms();
 
 	cb_ring_kick(r);
-	/* The kick is pending in the eventfd: the wait returns at once. */
+	cb_ring_kick(r);
+	/* The kick came before the wait: it is not lost. */
 	CHECK_INT(cb_ring_wait(r, 10000), CB_E_TIMEOUT);
 	CHECK(t_now_ms() - t0 < 5000);
+	/* Both kicks were answered by that one wait. */
+	t0 = t_now_ms();
+	CHECK_INT(cb_ring_wait(r, 100), CB_E_TIMEOUT);
+	CHECK(t_now_ms() - t0 >= 100);
+	cb_ring_free(r);
+}
+
+/*
+ * Regression: a producer that sees the parked flag just before the
+ * consumer's arm re-check finds data leaves a signal in the eventfd.  The
+ * next wait used to return at once with no data (CB_E_TIMEOUT), which made
+ * the stress test's consumer give up and the producer time out under load.
+ */
+static void stale_wake_does_not_end_a_wait_early(void)
+{
+	struct cb_ring *r = mk(4096);
+	uint32_t len;
+	int64_t t0;
+
+	CHECK(cb_ring_arm_consumer(r));
+	CHECK(cb_ring_push(r, "a", 1) == 0); /* signals the eventfd */
+	CHECK(cb_ring_read(r, &len) != NULL); /* consumed without waiting */
+	cb_ring_release(r);
+	t0 = t_now_ms();
+	CHECK_INT(cb_ring_wait(r, 150), CB_E_TIMEOUT);
+	CHECK(t_now_ms() - t0 >= 150);
 	cb_ring_free(r);
 }
 
@@ -258,5 +285,6 @@ int main(void)
 	RUN(armed_consumer_is_woken_by_commit);
 	RUN(armed_producer_is_woken_by_release);
 	RUN(kick_wakes_a_waiting_consumer_without_data);
+	RUN(stale_wake_does_not_end_a_wait_early);
 	return test_done();
 }

@@ -1,0 +1,51 @@
+/*
+ * jw.h - a small JSON writer (src/jw.c) appending to a growable buffer the
+ * caller owns and reuses (so steady-state writing allocates nothing), plus
+ * base64 and UTF-8 checks.  Used for ChannelStats and dead-letter records.
+ * Pure code, no threads.
+ *
+ * Separators are automatic: cb_jw_key and values insert the comma when the
+ * previous member or element needs one.
+ */
+#ifndef CHATBATTLE_JW_H
+#define CHATBATTLE_JW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cb_jw {
+	char *buf;
+	size_t len, cap;
+	bool oom; /* an append failed; the text is incomplete */
+	bool comma; /* the next member/element needs a separator */
+};
+
+void cb_jw_reset(struct cb_jw *w);
+void cb_jw_release(struct cb_jw *w);
+void cb_jw_raw(struct cb_jw *w, const char *s, size_t n);
+/* Opening and closing brackets: "{", "}", "[", "]". */
+void cb_jw_open(struct cb_jw *w, char c);
+void cb_jw_close(struct cb_jw *w, char c);
+/* A member name ("key":) of the current object. */
+void cb_jw_key(struct cb_jw *w, const char *key);
+/* Values (after a key, or as array elements). */
+void cb_jw_str(struct cb_jw *w, const char *s, size_t n);
+void cb_jw_int(struct cb_jw *w, int64_t v);
+void cb_jw_double(struct cb_jw *w, double v);
+void cb_jw_bool(struct cb_jw *w, bool v);
+/* A string value of the bytes as base64 (RFC 4648, padded). */
+void cb_jw_base64(struct cb_jw *w, const uint8_t *p, size_t n);
+
+/* Decodes base64 text; out must hold n / 4 * 3 bytes.  Returns the decoded
+ * length, or -1 when the text is not padded base64. */
+long cb_jw_base64_decode(const char *s, size_t n, uint8_t *out);
+
+/* The length of the valid UTF-8 sequence at s (before end), or 0 when
+ * it is not one (overlong, surrogate, past U+10FFFF, cut short). */
+size_t cb_jw_utf8_seq(const uint8_t *s, const uint8_t *end);
+
+/* True when the n bytes are valid UTF-8. */
+bool cb_jw_utf8_valid(const uint8_t *s, size_t n);
+
+#endif

@@ -1,0 +1,259 @@
+/*
+ * statsd.c - the stats thread (see statsd.h).  It owns a librdkafka
+ * consumer of topic_stats (no group: it assigns every partition from the
+ * beginning, read_committed) and is the one writer of the stats cache.
+ *
+ * Readiness: the end of each partition is reported by librdkafka as a
+ * partition EOF (for read_committed, at the last stable offset).  Once every
+ * partition has reported one, the cache holds everything committed up to
+ * start-up and /api/health says "cache":"ready"; records applied before that
+ * add no end-to-end latency samples (they are history, not live).
+ *
+ * The topic may not exist yet (chatbattle init not run): the thread retries
+ * every two seconds and the cache stays "down" meanwhile.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chatbattle/app.h"
+#include "chatbattle/config.h"
+#include "chatbattle/err.h"
+#include "chatbattle/kafka.h"
+#include "chatbattle/log.h"
+#include "chatbattle/metrics.h"
+#include "chatbattle/stats_cache.h"
+#include "chatbattle/statsd.h"
+
+#define SUB "stats"
+
+struct cb_statsd {
+	struct cb_app *app;
+	const struct cb_config *cfg;
+	pthread_t thread;
+	bool thread_started;
+	atomic_bool stop;
+	rd_kafka_t *rk;
+	int nparts;
+	bool *eof;
+	int eof_left;
+	bool ready;
+};
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Assigns every partition of the topic from the beginning.  Returns 0, or
+ * CB_E_NOTFOUND while the topic does not exist. */
+static int assign_all(struct cb_statsd *s)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_t *t = rd_kafka_topic_new(s->rk, s->cfg->topic_stats,
+						 NULL);
+	rd_kafka_topic_partition_list_t *l = NULL;
+	rd_kafka_resp_err_t err;
+	int rc = CB_E_NOTFOUND;
+
+	err = rd_kafka_metadata(s->rk, 0, t, &md, 5000);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
+	    md->topics[0].err || md->topics[0].partition_cnt == 0)
+		goto out;
+	s->nparts = md->topics[0].partition_cnt;
+	s->eof = calloc((size_t)s->nparts, sizeof(*s->eof));
+	if (s->eof == NULL) {
+		rc = CB_E_NOMEM;
+		goto out;
+	}
+	s->eof_left = s->nparts;
+	l = rd_kafka_topic_partition_list_new(s->nparts);
+	for (int p = 0; p < s->nparts; p++)
+		rd_kafka_topic_partition_list_add(l, s->cfg->topic_stats, p)
+			->offset = RD_KAFKA_OFFSET_BEGINNING;
+	err = rd_kafka_assign(s->rk, l);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		cb_error(SUB, "assign %s: %s", s->cfg->topic_stats,
+			 rd_kafka_err2str(err));
+		rc = CB_E_KAFKA;
+		goto out;
+	}
+	cb_info(SUB, "reading %s (%d partitions) into the stats cache",
+		s->cfg->topic_stats, s->nparts);
+	rc = 0;
+out:
+	if (l)
+		rd_kafka_topic_partition_list_destroy(l);
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(t);
+	return rc;
+}
+
+static void handle(struct cb_statsd *s, rd_kafka_message_t *m)
+{
+	char errstr[256];
+
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+		if (m->partition >= 0 && m->partition < s->nparts &&
+		    !s->eof[m->partition]) {
+			s->eof[m->partition] = true;
+			if (--s->eof_left == 0 && !s->ready) {
+				s->ready = true;
+				cb_health_set(CB_DEP_CACHE, CB_DEP_UP);
+				cb_info(SUB, "stats cache ready: %zu "
+					     "channel(s)",
+					cb_stats_cache_channels(s->app->cache,
+								NULL, 0));
+			}
+		}
+		return;
+	}
+	if (m->err) {
+		cb_warn(SUB, "%s: %s", s->cfg->topic_stats,
+			rd_kafka_message_errstr(m));
+		return;
+	}
+	if (cb_stats_cache_apply(s->app->cache, m->key, m->key_len,
+				 m->payload, m->len, s->ready ? wall_ms() : 0,
+				 errstr, sizeof(errstr)) != 0) {
+		cb_metric_add(CB_M_stats_bad_records_total, 1);
+		cb_debug(SUB, "%s [%d] offset %lld skipped: %s",
+			 s->cfg->topic_stats, (int)m->partition,
+			 (long long)m->offset, errstr);
+	}
+}
+
+static void *statsd_main(void *arg)
+{
+	struct cb_statsd *s = arg;
+	bool assigned = false, warned = false;
+
+	while (!atomic_load(&s->stop)) {
+		rd_kafka_message_t *m;
+
+		if (!assigned) {
+			int rc = assign_all(s);
+
+			if (rc == 0) {
+				assigned = true;
+			} else if (rc == CB_E_NOTFOUND) {
+				if (!warned)
+					cb_warn(SUB, "topic %s not found yet: "
+						     "retrying (run chatbattle "
+						     "init)",
+						s->cfg->topic_stats);
+				warned = true;
+				for (int i = 0; i < 20 && !atomic_load(&s->stop);
+				     i++)
+					rd_kafka_poll(s->rk, 100);
+				continue;
+			} else {
+				cb_app_request_stop(s->app,
+						    "stats consumer failed");
+				break;
+			}
+		}
+		m = rd_kafka_consumer_poll(s->rk, 100);
+		if (m == NULL)
+			continue;
+		handle(s, m);
+		rd_kafka_message_destroy(m);
+	}
+	return NULL;
+}
+
+static void statsd_free(struct cb_statsd *s)
+{
+	if (s->rk) {
+		rd_kafka_consumer_close(s->rk);
+		rd_kafka_destroy(s->rk);
+	}
+	free(s->eof);
+	free(s);
+}
+
+int cb_statsd_start(struct cb_app *app, char *errstr, size_t errstr_size)
+{
+	static const char *const props[][2] = {
+		{"isolation.level", "read_committed"},
+		{"enable.partition.eof", "true"},
+		{"enable.auto.commit", "false"},
+		{"enable.auto.offset.store", "false"},
+		{"queued.max.messages.kbytes", "2048"},
+		{"fetch.max.bytes", "2097152"},
+	};
+	struct cb_statsd *s = calloc(1, sizeof(*s));
+	rd_kafka_conf_t *conf = NULL;
+	char group[300];
+	int err;
+
+	if (s == NULL)
+		return cb_seterr(errstr, errstr_size, CB_E_NOMEM,
+				 "out of memory");
+	s->app = app;
+	s->cfg = app->cfg;
+	cb_health_set(CB_DEP_CACHE, CB_DEP_DOWN);
+	err = cb_stats_cache_new(&app->cache, (size_t)app->cfg->windows_kept,
+				 errstr, errstr_size);
+	if (err != 0)
+		goto fail;
+	err = cb_kafka_conf_new(app->cfg, "stats", &conf, errstr, errstr_size);
+	/* A group id only because librdkafka wants one for assign(); this
+	 * consumer never joins the group nor commits. */
+	snprintf(group, sizeof(group), "chatbattle-stats-%s",
+		 cb_instance_id(app->cfg));
+	if (err == 0)
+		err = cb_kafka_conf_set(conf, "group.id", group, errstr,
+					errstr_size);
+	for (size_t i = 0; err == 0 && i < sizeof(props) / sizeof(props[0]);
+	     i++)
+		err = cb_kafka_conf_set(conf, props[i][0], props[i][1], errstr,
+					errstr_size);
+	if (err != 0)
+		goto fail;
+	s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+	if (s->rk == NULL) {
+		err = CB_E_KAFKA;
+		goto fail;
+	}
+	conf = NULL;
+	rd_kafka_poll_set_consumer(s->rk);
+	app->statsd = s;
+	if (pthread_create(&s->thread, NULL, statsd_main, s) != 0) {
+		app->statsd = NULL;
+		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
+				"cannot create the stats thread");
+		goto fail;
+	}
+	s->thread_started = true;
+	return 0;
+fail:
+	if (conf)
+		rd_kafka_conf_destroy(conf);
+	statsd_free(s);
+	cb_stats_cache_free(app->cache);
+	app->cache = NULL;
+	return err;
+}
+
+void cb_statsd_stop(struct cb_app *app)
+{
+	struct cb_statsd *s = app->statsd;
+
+	if (s == NULL)
+		return;
+	atomic_store(&s->stop, true);
+	if (s->thread_started)
+		pthread_join(s->thread, NULL);
+	statsd_free(s);
+	app->statsd = NULL;
+	cb_stats_cache_free(app->cache);
+	app->cache = NULL;
+}
