@@ -11,7 +11,9 @@
 #include "chatbattle/agg.h"
 #include "chatbattle/app.h"
 #include "chatbattle/err.h"
+#include "chatbattle/irc.h"
 #include "chatbattle/log.h"
+#include "chatbattle/producer.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
 #include "chatbattle/statsd.h"
@@ -19,6 +21,8 @@
 const struct cb_module cb_app_modules[] = {
 	{"statsd", "serve", cb_statsd_start, cb_statsd_stop},
 	{"agg", "aggregate", cb_agg_start, cb_agg_stop},
+	{"producer", "ingest", cb_producer_start, cb_producer_stop},
+	{"irc", "ingest", cb_irc_start, cb_irc_stop},
 	{NULL, NULL, NULL, NULL},
 };
 
