@@ -49,6 +49,7 @@
 #include "chatbattle/chatmsg.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
+#include "chatbattle/json.h"
 #include "chatbattle/jw.h"
 #include "chatbattle/kafka.h"
 #include "chatbattle/log.h"
@@ -335,7 +336,7 @@ static int dead_letter(struct cb_agg *a, int p, const struct pend *e)
 	cb_jw_int(j, p);
 	cb_jw_key(j, "offset");
 	cb_jw_int(j, e->offset);
-	if (cb_jw_utf8_valid(raw, e->blob_len)) {
+	if (cb_json_utf8_valid((const char *)raw, e->blob_len)) {
 		cb_jw_key(j, "raw");
 		cb_jw_str(j, (const char *)raw, e->blob_len);
 	} else {

@@ -15,6 +15,7 @@
 
 #include "chatbattle/aggjson.h"
 #include "chatbattle/err.h"
+#include "chatbattle/json.h"
 #include "chatbattle/jw.h"
 
 #define MAX_DEPTH 64
@@ -118,9 +119,14 @@ static bool string(struct p *p, struct cb_jstr *dst)
 		if (c < 0x20)
 			return fail(p, "control character in a string");
 		if (c >= 0x80) {
-			size_t k = cb_jw_utf8_seq(p->s, p->end);
+			uint32_t cp;
+			size_t k = cb_json_utf8_next(
+				(const char *)p->s, (size_t)(p->end - p->s),
+				&cp);
 
-			if (k == 0)
+			/* An invalid sequence decodes as one byte of U+FFFD;
+			 * a real U+FFFD takes three. */
+			if (k == 1)
 				return fail(p, "invalid UTF-8");
 			if (o != NULL) {
 				memcpy(o, p->s, k);

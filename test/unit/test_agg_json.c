@@ -10,6 +10,7 @@
 #include "chatbattle/aggjson.h"
 #include "chatbattle/chatmsg.h"
 #include "chatbattle/err.h"
+#include "chatbattle/json.h"
 #include "chatbattle/jw.h"
 #include "test.h"
 
@@ -296,12 +297,12 @@ static void test_writer(void)
 	CHECK_INT(cb_jw_base64_decode("TW==TWFu", 8, back), -1);
 	cb_jw_release(&w);
 
-	CHECK(cb_jw_utf8_valid((const uint8_t *)"caf\xc3\xa9", 5));
-	CHECK(!cb_jw_utf8_valid((const uint8_t *)"caf\xc3", 4));
-	CHECK(!cb_jw_utf8_valid((const uint8_t *)"\xc0\xaf", 2));
-	CHECK(!cb_jw_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));
-	CHECK(cb_jw_utf8_valid((const uint8_t *)"\xf0\x9f\x98\x80", 4));
-	CHECK(!cb_jw_utf8_valid((const uint8_t *)"\xf4\x90\x80\x80", 4));
+	CHECK(cb_json_utf8_valid("caf\xc3\xa9", 5));
+	CHECK(!cb_json_utf8_valid("caf\xc3", 4));
+	CHECK(!cb_json_utf8_valid("\xc0\xaf", 2));
+	CHECK(!cb_json_utf8_valid("\xed\xa0\x80", 3));
+	CHECK(cb_json_utf8_valid("\xf0\x9f\x98\x80", 4));
+	CHECK(!cb_json_utf8_valid("\xf4\x90\x80\x80", 4));
 }
 
 int main(void)
