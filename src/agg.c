@@ -46,8 +46,10 @@
 #include "chatbattle/agg.h"
 #include "chatbattle/aggjson.h"
 #include "chatbattle/app.h"
+#include "chatbattle/chatmsg.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
+#include "chatbattle/json.h"
 #include "chatbattle/jw.h"
 #include "chatbattle/kafka.h"
 #include "chatbattle/log.h"
@@ -334,7 +336,7 @@ static int dead_letter(struct cb_agg *a, int p, const struct pend *e)
 	cb_jw_int(j, p);
 	cb_jw_key(j, "offset");
 	cb_jw_int(j, e->offset);
-	if (cb_jw_utf8_valid(raw, e->blob_len)) {
+	if (cb_json_utf8_valid((const char *)raw, e->blob_len)) {
 		cb_jw_key(j, "raw");
 		cb_jw_str(j, (const char *)raw, e->blob_len);
 	} else {
@@ -490,7 +492,7 @@ static int queue_bad(struct cb_agg *a, int p, const rd_kafka_message_t *m,
 
 /* Pushes the Cassandra row of a chat message into the rows ring. */
 static int push_row(struct cb_agg *a, int p, int64_t offset,
-		    const struct cb_chatmsg *cm, const char *channel,
+		    const struct cb_aggjson_msg *cm, const char *channel,
 		    size_t channel_len, int64_t ts)
 {
 	struct cb_row_hdr h = {0};
@@ -502,12 +504,13 @@ static int push_row(struct cb_agg *a, int p, int64_t offset,
 	h.offset = offset;
 	h.timestamp_ms = ts;
 	if (cm->message_id.p == NULL ||
-	    !cb_aggjson_uuid_parse(cm->message_id.p, cm->message_id.len,
+	    !cb_chatmsg_parse_uuid(cm->message_id.p, cm->message_id.len,
 				   h.message_id)) {
 		const struct cb_jstr *user =
 			cm->user_id.p ? &cm->user_id : &cm->username;
 
-		cb_aggjson_uuid_derive(channel, channel_len, ts, user->p,
+		/* The same id the IRC reader derives (chatmsg.h). */
+		cb_chatmsg_derive_uuid(channel, channel_len, ts, user->p,
 				       user->len, cm->message.p,
 				       cm->message.len, h.message_id);
 	}
@@ -559,7 +562,7 @@ static int consume_one(struct cb_agg *a, const rd_kafka_message_t *m)
 {
 	int p = m->partition;
 	struct part *pt = &a->parts[p];
-	struct cb_chatmsg cm;
+	struct cb_aggjson_msg cm;
 	char why[256], channel[CB_CHANNEL_MAX + 1];
 	size_t channel_len = 0;
 	int64_t ts;

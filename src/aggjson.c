@@ -9,13 +9,13 @@
  * space, UTF-8 text, escapes as listed, no raw control characters in
  * strings.  A \u escape of a lone surrogate decodes to U+FFFD.
  */
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chatbattle/aggjson.h"
 #include "chatbattle/err.h"
+#include "chatbattle/json.h"
 #include "chatbattle/jw.h"
 
 #define MAX_DEPTH 64
@@ -119,9 +119,14 @@ static bool string(struct p *p, struct cb_jstr *dst)
 		if (c < 0x20)
 			return fail(p, "control character in a string");
 		if (c >= 0x80) {
-			size_t k = cb_jw_utf8_seq(p->s, p->end);
+			uint32_t cp;
+			size_t k = cb_json_utf8_next(
+				(const char *)p->s, (size_t)(p->end - p->s),
+				&cp);
 
-			if (k == 0)
+			/* An invalid sequence decodes as one byte of U+FFFD;
+			 * a real U+FFFD takes three. */
+			if (k == 1)
 				return fail(p, "invalid UTF-8");
 			if (o != NULL) {
 				memcpy(o, p->s, k);
@@ -363,7 +368,7 @@ static bool text_field(struct p *p, struct cb_jstr *dst, const char *why)
 	return fail(p, why);
 }
 
-static bool timestamp_field(struct p *p, struct cb_chatmsg *m)
+static bool timestamp_field(struct p *p, struct cb_aggjson_msg *m)
 {
 	const uint8_t *ns;
 	size_t nl;
@@ -404,7 +409,7 @@ static bool timestamp_field(struct p *p, struct cb_chatmsg *m)
 	return true;
 }
 
-static bool received_field(struct p *p, struct cb_chatmsg *m)
+static bool received_field(struct p *p, struct cb_aggjson_msg *m)
 {
 	const uint8_t *ns;
 	size_t nl;
@@ -423,7 +428,7 @@ static bool received_field(struct p *p, struct cb_chatmsg *m)
 
 /* "emotes": an array; its strings become the emote block, anything else
  * is validated and skipped. */
-static bool emotes_field(struct p *p, struct cb_chatmsg *m)
+static bool emotes_field(struct p *p, struct cb_aggjson_msg *m)
 {
 	uint8_t *block = p->out;
 	uint16_t n = 0;
@@ -474,7 +479,7 @@ done:
 	return true;
 }
 
-static bool member(struct p *p, const char *key, struct cb_chatmsg *m)
+static bool member(struct p *p, const char *key, struct cb_aggjson_msg *m)
 {
 	switch (key[0]) {
 	case 'c':
@@ -517,7 +522,7 @@ static bool member(struct p *p, const char *key, struct cb_chatmsg *m)
 	return value(p, 1);
 }
 
-int cb_aggjson_parse(const char *json, size_t len, struct cb_chatmsg *out,
+int cb_aggjson_parse(const char *json, size_t len, struct cb_aggjson_msg *out,
 		     uint8_t *scratch, size_t scratch_size, char *errstr,
 		     size_t errstr_size)
 {
@@ -598,64 +603,4 @@ bad:
 	return cb_seterr(errstr, errstr_size, CB_E_PARSE,
 			 "value is not JSON: %s at byte %zu", p.why,
 			 (size_t)(p.s - (const uint8_t *)json));
-}
-
-bool cb_aggjson_uuid_parse(const char *s, size_t len, uint8_t out[16])
-{
-	size_t o = 0;
-
-	if (len != 36)
-		return false;
-	for (size_t i = 0; i < 36;) {
-		int hi, lo;
-
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return false;
-			i++;
-			continue;
-		}
-		hi = hexval((uint8_t)s[i]);
-		lo = hexval((uint8_t)s[i + 1]);
-		if (hi < 0 || lo < 0)
-			return false;
-		out[o++] = (uint8_t)(hi << 4 | lo);
-		i += 2;
-	}
-	return true;
-}
-
-/* 2a1e5b4c-8f0d-5c7e-9b3a-6d4f1c2e8a90 */
-static const uint8_t ns_chatbattle[16] = {0x2a, 0x1e, 0x5b, 0x4c, 0x8f, 0x0d,
-					   0x5c, 0x7e, 0x9b, 0x3a, 0x6d, 0x4f,
-					   0x1c, 0x2e, 0x8a, 0x90};
-
-void cb_aggjson_uuid_derive(const char *channel, size_t channel_len,
-			    int64_t timestamp_ms, const char *user,
-			    size_t user_len, const char *text, size_t text_len,
-			    uint8_t out[16])
-{
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	char ts[24];
-	int tn = snprintf(ts, sizeof(ts), "%lld", (long long)timestamp_ms);
-
-	if (ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1) {
-		EVP_DigestUpdate(ctx, ns_chatbattle, 16);
-		EVP_DigestUpdate(ctx, channel, channel_len);
-		EVP_DigestUpdate(ctx, "\n", 1);
-		EVP_DigestUpdate(ctx, ts, (size_t)tn);
-		EVP_DigestUpdate(ctx, "\n", 1);
-		EVP_DigestUpdate(ctx, user, user_len);
-		EVP_DigestUpdate(ctx, "\n", 1);
-		EVP_DigestUpdate(ctx, text, text_len);
-		EVP_DigestFinal_ex(ctx, md, &mdlen);
-	}
-	EVP_MD_CTX_free(ctx);
-	if (mdlen < 16)
-		memset(md, 0, 16); /* OpenSSL failed: still deterministic */
-	memcpy(out, md, 16);
-	out[6] = (uint8_t)((out[6] & 0x0f) | 0x50); /* version 5 */
-	out[8] = (uint8_t)((out[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 }

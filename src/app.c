@@ -12,7 +12,9 @@
 #include "chatbattle/app.h"
 #include "chatbattle/err.h"
 #include "chatbattle/http.h"
+#include "chatbattle/irc.h"
 #include "chatbattle/log.h"
+#include "chatbattle/producer.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
 #include "chatbattle/statsd.h"
@@ -20,6 +22,8 @@
 const struct cb_module cb_app_modules[] = {
 	{"statsd", "serve", cb_statsd_start, cb_statsd_stop},
 	{"agg", "aggregate", cb_agg_start, cb_agg_stop},
+	{"producer", "ingest", cb_producer_start, cb_producer_stop},
+	{"irc", "ingest", cb_irc_start, cb_irc_stop},
 	{"http", "serve", cb_http_start, cb_http_stop},
 	{NULL, NULL, NULL, NULL},
 };

@@ -6,9 +6,11 @@
 
 #include "chatbattle/commands.h"
 #include "chatbattle/irc_msg.h"
+#include "chatbattle/simulate.h"
 
 const struct cb_command cb_commands[] = {
 	{"run", cb_cmd_run},
 	{"irc-parse", cb_cmd_irc_parse},
+	{"simulate", cb_cmd_simulate},
 	{NULL, NULL},
 };

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chatbattle/json.h"
 #include "chatbattle/jw.h"
 
 void cb_jw_reset(struct cb_jw *w)
@@ -74,47 +75,18 @@ void cb_jw_close(struct cb_jw *w, char c)
 	w->comma = true;
 }
 
+/* A quoted JSON string, escaped by the project's one escaper (json.h):
+ * control characters as \u escapes, invalid UTF-8 as U+FFFD. */
 static void put_str(struct cb_jw *w, const char *s, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t run = 0;
+	size_t need = cb_json_escape(NULL, 0, s, n);
 
-	cb_jw_raw(w, "\"", 1);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		char esc[6];
-
-		if (ch >= 0x20 && ch != '"' && ch != '\\')
-			continue;
-		cb_jw_raw(w, s + run, i - run);
-		run = i + 1;
-		esc[0] = '\\';
-		switch (ch) {
-		case '"':
-		case '\\':
-			esc[1] = (char)ch;
-			cb_jw_raw(w, esc, 2);
-			break;
-		case '\n':
-			cb_jw_raw(w, "\\n", 2);
-			break;
-		case '\r':
-			cb_jw_raw(w, "\\r", 2);
-			break;
-		case '\t':
-			cb_jw_raw(w, "\\t", 2);
-			break;
-		default:
-			esc[1] = 'u';
-			esc[2] = '0';
-			esc[3] = '0';
-			esc[4] = hex[ch >> 4];
-			esc[5] = hex[ch & 15];
-			cb_jw_raw(w, esc, 6);
-		}
-	}
-	cb_jw_raw(w, s + run, n - run);
-	cb_jw_raw(w, "\"", 1);
+	if (!grow(w, need + 2))
+		return;
+	w->buf[w->len++] = '"';
+	w->len += cb_json_escape(w->buf + w->len, need, s, n);
+	w->buf[w->len++] = '"';
+	w->buf[w->len] = '\0';
 }
 
 void cb_jw_key(struct cb_jw *w, const char *key)
@@ -159,34 +131,16 @@ void cb_jw_bool(struct cb_jw *w, bool v)
 	cb_jw_raw(w, v ? "true" : "false", v ? 4 : 5);
 }
 
-static const char b64[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 void cb_jw_base64(struct cb_jw *w, const uint8_t *p, size_t n)
 {
-	size_t out = (n + 2) / 3 * 4, o;
-	char *d;
+	size_t out = cb_json_base64(NULL, 0, (const char *)p, n);
 
 	sep(w);
 	if (!grow(w, out + 2))
 		return;
-	d = w->buf + w->len;
-	*d++ = '"';
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			v |= p[i + 2];
-		*d++ = b64[v >> 18];
-		*d++ = b64[(v >> 12) & 63];
-		*d++ = i + 1 < n ? b64[(v >> 6) & 63] : '=';
-		*d++ = i + 2 < n ? b64[v & 63] : '=';
-	}
-	*d++ = '"';
-	o = (size_t)(d - (w->buf + w->len));
-	w->len += o;
+	w->buf[w->len++] = '"';
+	w->len += cb_json_base64(w->buf + w->len, out, (const char *)p, n);
+	w->buf[w->len++] = '"';
 	w->buf[w->len] = '\0';
 }
 
@@ -232,50 +186,4 @@ long cb_jw_base64_decode(const char *s, size_t n, uint8_t *out)
 			out[o++] = (uint8_t)x;
 	}
 	return o;
-}
-
-size_t cb_jw_utf8_seq(const uint8_t *s, const uint8_t *end)
-{
-	uint8_t c = s[0];
-	size_t k;
-	uint32_t cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		k = 1;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		k = 2;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		k = 3;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - s) <= k)
-		return 0;
-	for (size_t j = 1; j <= k; j++) {
-		if ((s[j] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[j] & 0x3f);
-	}
-	/* Overlong forms, surrogates, beyond U+10FFFF. */
-	if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return k + 1;
-}
-
-bool cb_jw_utf8_valid(const uint8_t *s, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		size_t k = cb_jw_utf8_seq(s + i, s + n);
-
-		if (k == 0)
-			return false;
-		i += k;
-	}
-	return true;
 }

@@ -22,7 +22,7 @@ struct cb_jstr {
  * The fields of a ChatMessage (or event) record the aggregator uses
  * (docs/contracts.md).  Unknown fields are validated and skipped.
  */
-struct cb_chatmsg {
+struct cb_aggjson_msg {
 	struct cb_jstr channel_id, user_id, username, message, message_id, type;
 	bool has_timestamp;
 	int64_t timestamp_ms;   /* "timestamp": a number or a digit string */
@@ -40,24 +40,8 @@ struct cb_chatmsg {
  * decoded string is never longer than its JSON text).  Returns 0, or
  * CB_E_PARSE with the reason (for the dead-letter record) in errstr.
  */
-int cb_aggjson_parse(const char *json, size_t len, struct cb_chatmsg *out,
+int cb_aggjson_parse(const char *json, size_t len, struct cb_aggjson_msg *out,
 		     uint8_t *scratch, size_t scratch_size, char *errstr,
 		     size_t errstr_size);
-
-/* Parses a UUID in its 8-4-4-4-12 hex text form into 16 bytes.  Returns
- * true on success. */
-bool cb_aggjson_uuid_parse(const char *s, size_t len, uint8_t out[16]);
-
-/*
- * The name-based UUID (version 5, RFC 4122, SHA-1) of a message without a
- * usable message_id, under the chatbattle namespace
- * 2a1e5b4c-8f0d-5c7e-9b3a-6d4f1c2e8a90, over the bytes
- * "<channel>\n<timestamp ms in decimal>\n<user>\n<text>".  Deterministic, so
- * a replayed record overwrites its own Cassandra row.
- */
-void cb_aggjson_uuid_derive(const char *channel, size_t channel_len,
-			    int64_t timestamp_ms, const char *user,
-			    size_t user_len, const char *text, size_t text_len,
-			    uint8_t out[16]);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * jw.h - a small JSON writer (src/jw.c) appending to a growable buffer the
  * caller owns and reuses (so steady-state writing allocates nothing), plus
- * base64 and UTF-8 checks.  Used for ChannelStats and dead-letter records.
+ * base64 decoding.  Escaping, UTF-8 and base64 encoding are json.h's.  Used for ChannelStats and dead-letter records.
  * Pure code, no threads.
  *
  * Separators are automatic: cb_jw_key and values insert the comma when the
@@ -40,12 +40,5 @@ void cb_jw_base64(struct cb_jw *w, const uint8_t *p, size_t n);
 /* Decodes base64 text; out must hold n / 4 * 3 bytes.  Returns the decoded
  * length, or -1 when the text is not padded base64. */
 long cb_jw_base64_decode(const char *s, size_t n, uint8_t *out);
-
-/* The length of the valid UTF-8 sequence at s (before end), or 0 when
- * it is not one (overlong, surrogate, past U+10FFFF, cut short). */
-size_t cb_jw_utf8_seq(const uint8_t *s, const uint8_t *end);
-
-/* True when the n bytes are valid UTF-8. */
-bool cb_jw_utf8_valid(const uint8_t *s, size_t n);
 
 #endif

@@ -56,7 +56,7 @@ int main(void)
 		.spike_threshold = 3.0,
 	};
 	struct cb_winset *ws;
-	struct cb_chatmsg m;
+	struct cb_aggjson_msg m;
 	char json[1024], names[CHANNELS][16], errstr[128];
 	double t0, parse_s, apply_s, emit_s;
 	int len, records = 0;
