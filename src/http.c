@@ -65,6 +65,8 @@ static const struct route routes[] = {
 	{{"GET", "/api/channels/{channelId}/top"}, cb_http_api_top, "limit", 0},
 	{{"GET", "/api/channels/{channelId}/events"}, cb_http_sse_events, "",
 	 0},
+	{{"GET", "/api/channels/{channelId}/messages"}, cb_http_api_messages,
+	 "limit,before,since,page", 0},
 	{{"POST", "/api/channels/{channelId}"}, cb_http_api_start, "",
 	 R_AUTH | R_BODY},
 	{{"DELETE", "/api/channels/{channelId}"}, cb_http_api_stop, "",

@@ -24,13 +24,6 @@
 #include "chatbattle/stats_cache.h"
 #include "http_int.h"
 
-/*
- * Until the IRC module (branch ircnet) is linked into every build, its
- * status function is referenced weakly: when absent, GET /api/channels
- * lists the channels of the stats cache only.
- */
-#pragma weak cb_irc_status
-
 #define JSON_TYPE "application/json"
 #define MAX_LIST 100000
 
@@ -278,7 +271,7 @@ static struct cb_irc_channel_status *irc_channels(struct cb_app *app,
 	size_t cap = 64, total;
 
 	*n = 0;
-	if (app->irc == NULL || cb_irc_status == NULL)
+	if (app->irc == NULL)
 		return NULL;
 	for (int tries = 0; tries < 4; tries++) {
 		free(st);
@@ -396,8 +389,7 @@ enum MHD_Result cb_http_api_channels(struct cb_http_ctx *x)
 	json_object_set_new(doc, "channels", list);
 	json_object_set_new(doc, "count", json_integer((json_int_t)json_array_size(list)));
 	json_object_set_new(doc, "monitoring_available",
-			    json_boolean(app->irc != NULL &&
-					 cb_irc_status != NULL));
+			    json_boolean(app->irc != NULL));
 	return send_json(x, 200, doc);
 }
 

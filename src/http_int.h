@@ -96,6 +96,16 @@ enum MHD_Result cb_http_api_stop(struct cb_http_ctx *x);
 enum MHD_Result cb_http_api_metrics(struct cb_http_ctx *x);
 enum MHD_Result cb_http_api_openapi(struct cb_http_ctx *x);
 
+/* GET /api/channels/:id/messages (http_messages.c). */
+enum MHD_Result cb_http_api_messages(struct cb_http_ctx *x);
+
+/* base64url without padding (RFC 4648 section 5), for paging tokens.
+ * encode writes 4 * ceil(n / 3) + 1 bytes at most and returns the length;
+ * decode returns 0, CB_E_PARSE (not canonical base64url) or CB_E_TOOBIG. */
+size_t cb_http_b64url_encode(const uint8_t *in, size_t n, char *out);
+int cb_http_b64url_decode(const char *in, uint8_t *out, size_t max,
+			  size_t *out_len);
+
 /* Embedded dashboard files (http_assets.c). */
 enum MHD_Result cb_http_asset(struct cb_http_ctx *x);
 /* Looks an embedded file up by path ("/index.html"); NULL if absent. */

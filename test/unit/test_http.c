@@ -34,6 +34,7 @@
 #include "chatbattle/stats_cache.h"
 #include "test.h"
 #include "test_http_client.h"
+#include "http_int.h"
 
 /* ---- a server under test ---- */
 
@@ -956,6 +957,67 @@ static void test_assets_and_etag(void)
 	srv_stop(&s);
 }
 
+static void test_base64url_tokens(void)
+{
+	uint8_t in[64], out[64];
+	char text[100];
+	size_t n;
+
+	for (size_t len = 0; len <= sizeof(in); len++) {
+		for (size_t i = 0; i < len; i++)
+			in[i] = (uint8_t)(i * 37 + len);
+		cb_http_b64url_encode(in, len, text);
+		CHECK(strpbrk(text, "+/=") == NULL);
+		CHECK_INT(cb_http_b64url_decode(text, out, sizeof(out), &n), 0);
+		CHECK_INT(n, len);
+		CHECK(memcmp(in, out, len) == 0);
+	}
+	in[0] = 0xfb;
+	in[1] = 0xff;
+	cb_http_b64url_encode(in, 2, text);
+	CHECK_STR(text, "-_8");
+	CHECK_INT(cb_http_b64url_decode("a+b/", out, sizeof(out), &n),
+		  CB_E_PARSE);
+	CHECK_INT(cb_http_b64url_decode("abcde", out, sizeof(out), &n),
+		  CB_E_PARSE);
+	CHECK_INT(cb_http_b64url_decode("-_9", out, sizeof(out), &n),
+		  CB_E_PARSE); /* not canonical: low bits set */
+	CHECK_INT(cb_http_b64url_decode("AAAAAAAA", out, 5, &n), CB_E_TOOBIG);
+}
+
+static void test_messages_parameters(void)
+{
+	static const char *const bad[] = {
+		"/api/channels/chan/messages?limit=0",
+		"/api/channels/chan/messages?limit=1001",
+		"/api/channels/chan/messages?before=yesterday",
+		"/api/channels/chan/messages?since=2009-02-13T23:31:30",
+		"/api/channels/chan/messages?page=%2B%2F%3D",
+		"/api/channels/chan/messages?after=1",
+		"/api/channels/b%40d/messages",
+	};
+	struct srv s;
+	struct resp r;
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK_INT(get(s.port, bad[i], &r), 0);
+		if (r.status != 400)
+			printf("# %s -> %d\n", bad[i], r.status);
+		CHECK_INT(r.status, 400);
+		CHECK(is_error_doc(&r));
+	}
+	/* Valid: a page (with Cassandra and the CQL module), else a JSON
+	 * error saying what is missing. */
+	CHECK_INT(get(s.port,
+		      "/api/channels/chan/messages?limit=5&before="
+		      "2009-02-13T23:31:30.123Z&since=1234567800000",
+		      &r),
+		  0);
+	CHECK(r.status == 200 || (r.status == 503 && is_error_doc(&r)));
+	srv_stop(&s);
+}
+
 /* ---- Server-Sent Events ---- */
 
 static void fast_heartbeat(struct cb_config *c)
@@ -1231,6 +1293,8 @@ int main(int argc, char **argv)
 	RUN(test_metrics_text);
 	RUN(test_openapi_matches_routes);
 	RUN(test_assets_and_etag);
+	RUN(test_base64url_tokens);
+	RUN(test_messages_parameters);
 	RUN(test_sse_updates_heartbeats_and_limits);
 	RUN(test_sse_many_streams_thread_pool);
 	return test_done();
