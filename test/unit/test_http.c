@@ -103,6 +103,12 @@ static int apply(struct srv *s, const char *ch, int64_t count, int64_t start,
 				    (size_t)n, 0, errstr, sizeof(errstr));
 }
 
+/* One raw request on a fresh connection: the response's status, or -1. */
+static int call(uint16_t port, const char *raw, struct resp *r)
+{
+	return request(port, raw, r) == 0 ? r->status : -1;
+}
+
 static json_t *body_json(const struct resp *r)
 {
 	json_error_t e;
@@ -347,12 +353,11 @@ static void test_health_ignores_other_roles(void)
 	CHECK(strstr(r.body, "\"irc\":\"not_in_roles\"") != NULL);
 	CHECK(strstr(r.body, "\"cassandra\":\"not_in_roles\"") != NULL);
 	/* ... and such an instance cannot start or stop channels. */
-	CHECK_INT(request(s.port,
-			  "POST /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
-			  "Content-Length: 0\r\n\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 503);
+	CHECK_INT(call(s.port,
+		       "POST /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Length: 0\r\n\r\n",
+		       &r),
+		  503);
 	CHECK(is_error_doc(&r));
 	srv_stop(&s);
 }
@@ -489,67 +494,60 @@ static void test_start_and_stop_channels(void)
 	char raw[20000];
 
 	CHECK_INT(srv_start(&s, NULL), 0);
-	CHECK_INT(request(s.port,
-			  "POST /api/channels/%23Forsen HTTP/1.1\r\nHost: x\r\n"
-			  "Content-Length: 0\r\n\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 202);
+	CHECK_INT(call(s.port,
+		       "POST /api/channels/%23Forsen HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Length: 0\r\n\r\n",
+		       &r),
+		  202);
 	CHECK_STR(r.body, "{\"channel_id\":\"forsen\",\"action\":\"join\","
 			  "\"status\":\"accepted\"}");
 	c = next_cmd(&s);
 	CHECK_INT(c.op, CB_IRC_JOIN);
 	CHECK_STR(c.channel, "forsen");
-	CHECK_INT(request(s.port,
-			  "DELETE /api/channels/forsen HTTP/1.1\r\nHost: x\r\n"
-			  "\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 202);
+	CHECK_INT(call(s.port,
+		       "DELETE /api/channels/forsen HTTP/1.1\r\nHost: x\r\n"
+		       "\r\n",
+		       &r),
+		  202);
 	c = next_cmd(&s);
 	CHECK_INT(c.op, CB_IRC_PART);
 	CHECK_STR(c.channel, "forsen");
 	/* A JSON object body is accepted. */
-	CHECK_INT(request(s.port,
-			  "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
-			  "Content-Type: application/json\r\n"
-			  "Content-Length: 2\r\n\r\n{}",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 202);
+	CHECK_INT(call(s.port,
+		       "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Type: application/json\r\n"
+		       "Content-Length: 2\r\n\r\n{}",
+		       &r),
+		  202);
 	CHECK_INT(next_cmd(&s).op, CB_IRC_JOIN);
 	/* Other bodies are refused and queue nothing. */
-	CHECK_INT(request(s.port,
-			  "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
-			  "Content-Type: text/plain\r\n"
-			  "Content-Length: 2\r\n\r\nhi",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 415);
+	CHECK_INT(call(s.port,
+		       "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Type: text/plain\r\n"
+		       "Content-Length: 2\r\n\r\nhi",
+		       &r),
+		  415);
 	CHECK(is_error_doc(&r));
-	CHECK_INT(request(s.port,
-			  "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
-			  "Content-Type: application/json\r\n"
-			  "Content-Length: 5\r\n\r\n{nope",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 400);
+	CHECK_INT(call(s.port,
+		       "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Type: application/json\r\n"
+		       "Content-Length: 5\r\n\r\n{nope",
+		       &r),
+		  400);
 	CHECK(is_error_doc(&r));
-	CHECK_INT(request(s.port,
-			  "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
-			  "Content-Type: application/json\r\n"
-			  "Content-Length: 3\r\n\r\n[1]",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 400);
+	CHECK_INT(call(s.port,
+		       "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Type: application/json\r\n"
+		       "Content-Length: 3\r\n\r\n[1]",
+		       &r),
+		  400);
 	/* Over http_max_body (16384): announced, and chunked. */
-	CHECK_INT(request(s.port,
-			  "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
-			  "Content-Type: application/json\r\n"
-			  "Content-Length: 16385\r\n\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 413);
+	CHECK_INT(call(s.port,
+		       "POST /api/channels/a HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Type: application/json\r\n"
+		       "Content-Length: 16385\r\n\r\n",
+		       &r),
+		  413);
 	CHECK(is_error_doc(&r));
 	{
 		int n = snprintf(raw, sizeof(raw),
@@ -564,21 +562,19 @@ static void test_start_and_stop_channels(void)
 		CHECK_INT(request(s.port, raw, &r), 0);
 		CHECK_INT(r.status, 413);
 	}
-	CHECK_INT(request(s.port,
-			  "POST /api/channels/b%21d HTTP/1.1\r\nHost: x\r\n"
-			  "Content-Length: 0\r\n\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 400);
+	CHECK_INT(call(s.port,
+		       "POST /api/channels/b%21d HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Length: 0\r\n\r\n",
+		       &r),
+		  400);
 	CHECK_INT(next_cmd(&s).op, 0);
 	/* GET with a body is refused. */
-	CHECK_INT(request(s.port,
-			  "GET /api/health HTTP/1.1\r\nHost: x\r\n"
-			  "Content-Type: application/json\r\n"
-			  "Content-Length: 2\r\n\r\n{}",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 400);
+	CHECK_INT(call(s.port,
+		       "GET /api/health HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Type: application/json\r\n"
+		       "Content-Length: 2\r\n\r\n{}",
+		       &r),
+		  400);
 	srv_stop(&s);
 }
 
@@ -597,35 +593,31 @@ static void test_control_needs_token(void)
 	char v[128];
 
 	CHECK_INT(srv_start(&s, with_token), 0);
-	CHECK_INT(request(s.port,
-			  "POST /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
-			  "Content-Length: 0\r\n\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 401);
+	CHECK_INT(call(s.port,
+		       "POST /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Length: 0\r\n\r\n",
+		       &r),
+		  401);
 	CHECK(is_error_doc(&r));
 	CHECK(strncmp(hdr(&r, "WWW-Authenticate", v, sizeof(v)), "Bearer", 6) ==
 	      0);
 	CHECK(strstr(r.body, "s3cret") == NULL);
-	CHECK_INT(request(s.port,
-			  "DELETE /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
-			  "Authorization: Bearer s3cret-tokeX\r\n\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 403);
-	CHECK_INT(request(s.port,
-			  "DELETE /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
-			  "Authorization: Bearer s3cret\r\n\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 403);
+	CHECK_INT(call(s.port,
+		       "DELETE /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
+		       "Authorization: Bearer s3cret-tokeX\r\n\r\n",
+		       &r),
+		  403);
+	CHECK_INT(call(s.port,
+		       "DELETE /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
+		       "Authorization: Bearer s3cret\r\n\r\n",
+		       &r),
+		  403);
 	CHECK_INT(next_cmd(&s).op, 0);
-	CHECK_INT(request(s.port,
-			  "DELETE /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
-			  "Authorization: Bearer s3cret-token\r\n\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 202);
+	CHECK_INT(call(s.port,
+		       "DELETE /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
+		       "Authorization: Bearer s3cret-token\r\n\r\n",
+		       &r),
+		  202);
 	CHECK_INT(next_cmd(&s).op, CB_IRC_PART);
 	/* Reading needs no token. */
 	CHECK_INT(get(s.port, "/api/channels", &r), 0);
@@ -640,19 +632,17 @@ static void test_methods_paths_and_preflight(void)
 	char v[128];
 
 	CHECK_INT(srv_start(&s, NULL), 0);
-	CHECK_INT(request(s.port,
-			  "PUT /api/channels/abc/stats HTTP/1.1\r\nHost: x\r\n"
-			  "Content-Length: 0\r\n\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 405);
+	CHECK_INT(call(s.port,
+		       "PUT /api/channels/abc/stats HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Length: 0\r\n\r\n",
+		       &r),
+		  405);
 	CHECK(is_error_doc(&r));
 	CHECK_STR(hdr(&r, "Allow", v, sizeof(v)), "GET, HEAD, OPTIONS");
-	CHECK_INT(request(s.port,
-			  "GET /api/channels/abc HTTP/1.1\r\nHost: x\r\n\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 405);
+	CHECK_INT(call(s.port,
+		       "GET /api/channels/abc HTTP/1.1\r\nHost: x\r\n\r\n",
+		       &r),
+		  405);
 	CHECK_STR(hdr(&r, "Allow", v, sizeof(v)), "POST, DELETE, OPTIONS");
 	CHECK_INT(request(s.port,
 			  "FOO /api/health HTTP/1.1\r\nHost: x\r\n\r\n", &r),
@@ -666,13 +656,12 @@ static void test_methods_paths_and_preflight(void)
 	CHECK_INT(r.status, 404);
 	CHECK_INT(get(s.port, "/api/channels/abc/stats/extra", &r), 0);
 	CHECK_INT(r.status, 404);
-	CHECK_INT(request(s.port,
-			  "OPTIONS /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
-			  "Origin: http://example.org\r\n"
-			  "Access-Control-Request-Method: POST\r\n\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 204);
+	CHECK_INT(call(s.port,
+		       "OPTIONS /api/channels/abc HTTP/1.1\r\nHost: x\r\n"
+		       "Origin: http://example.org\r\n"
+		       "Access-Control-Request-Method: POST\r\n\r\n",
+		       &r),
+		  204);
 	CHECK_STR(hdr(&r, "Access-Control-Allow-Methods", v, sizeof(v)),
 		  "POST, DELETE, OPTIONS");
 	CHECK(strstr(hdr(&r, "Access-Control-Allow-Headers", v, sizeof(v)),
@@ -948,12 +937,11 @@ static void test_assets_and_etag(void)
 	CHECK_INT(r.status, 200);
 	CHECK_STR(hdr(&r, "Content-Type", v, sizeof(v)),
 		  "text/css; charset=utf-8");
-	CHECK_INT(request(s.port,
-			  "POST /index.html HTTP/1.1\r\nHost: x\r\n"
-			  "Content-Length: 0\r\n\r\n",
-			  &r),
-		  0);
-	CHECK_INT(r.status, 405);
+	CHECK_INT(call(s.port,
+		       "POST /index.html HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Length: 0\r\n\r\n",
+		       &r),
+		  405);
 	srv_stop(&s);
 }
 
