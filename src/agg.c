@@ -47,6 +47,7 @@
 #include "chatbattle/aggjson.h"
 #include "chatbattle/app.h"
 #include "chatbattle/chatmsg.h"
+#include "chatbattle/clock.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
 #include "chatbattle/json.h"
@@ -130,24 +131,6 @@ struct cb_agg {
 	int64_t next_commit_ms;
 	int64_t next_debug_ms;
 };
-
-/* ---- time ---- */
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void fatal(struct cb_agg *a, const char *what)
 {
@@ -350,7 +333,7 @@ static int dead_letter(struct cb_agg *a, int p, const struct pend *e)
 		cb_jw_int(j, e->raw_total);
 	}
 	cb_jw_key(j, "received_at");
-	cb_jw_int(j, wall_ms());
+	cb_jw_int(j, cb_wall_ms());
 	cb_jw_close(j, '}');
 	if (j->oom)
 		return CB_E_NOMEM;
@@ -769,7 +752,7 @@ static int commit(struct cb_agg *a)
 	rd_kafka_topic_partition_list_t *offsets;
 	rd_kafka_consumer_group_metadata_t *cgmd;
 	rd_kafka_error_t *e;
-	int64_t now = wall_ms();
+	int64_t now = cb_wall_ms();
 	int err = 0, tries;
 	bool any = a->txn_open;
 
@@ -894,7 +877,7 @@ static int read_stats(struct cb_agg *a, rd_kafka_topic_partition_list_t *l,
 	size_t n = 0, cap = 0, records = 0;
 	bool eof[1024] = {false};
 	int left = l->cnt, err;
-	int64_t deadline = mono_ms() + 120000, next_log = mono_ms() + 5000;
+	int64_t deadline = cb_mono_ms() + 120000, next_log = cb_mono_ms() + 5000;
 
 	char group[300];
 
@@ -941,17 +924,17 @@ static int read_stats(struct cb_agg *a, rd_kafka_topic_partition_list_t *l,
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
 		json_t *doc, *st, *cid;
 
-		if (mono_ms() > deadline || atomic_load(&a->stop)) {
+		if (cb_mono_ms() > deadline || atomic_load(&a->stop)) {
 			err = cb_seterr(errstr, errstr_size, CB_E_TIMEOUT,
 					"reading %s took too long (%zu "
 					"records read)",
 					a->cfg->topic_stats, records);
 			goto out;
 		}
-		if (mono_ms() > next_log) {
+		if (cb_mono_ms() > next_log) {
 			cb_info(SUB, "restoring from %s: %zu records so far",
 				a->cfg->topic_stats, records);
-			next_log = mono_ms() + 5000;
+			next_log = cb_mono_ms() + 5000;
 		}
 		if (m == NULL)
 			continue;
@@ -1314,9 +1297,9 @@ static void *agg_main(void *arg)
 	struct cb_agg *a = arg;
 	int64_t interval = a->cfg->commit_interval_ms;
 
-	a->next_commit_ms = mono_ms() + interval;
+	a->next_commit_ms = cb_mono_ms() + interval;
 	while (!atomic_load(&a->stop) && !a->fatal) {
-		int64_t now = mono_ms();
+		int64_t now = cb_mono_ms();
 		int timeout;
 
 		if (drain_acks(a) != 0) {
@@ -1332,13 +1315,13 @@ static void *agg_main(void *arg)
 			a->next_debug_ms = now + 1000;
 		}
 		if (now >= a->next_commit_ms) {
-			int64_t t0 = mono_ms();
+			int64_t t0 = cb_mono_ms();
 
 			commit(a);
-			if (mono_ms() - t0 > 200)
+			if (cb_mono_ms() - t0 > 200)
 				cb_debug(SUB, "commit took %lld ms",
-					 (long long)(mono_ms() - t0));
-			a->next_commit_ms = mono_ms() + interval;
+					 (long long)(cb_mono_ms() - t0));
+			a->next_commit_ms = cb_mono_ms() + interval;
 			continue;
 		}
 		timeout = (int)(a->next_commit_ms - now);
@@ -1363,12 +1346,12 @@ static void *agg_main(void *arg)
 		/* Orderly stop: let the writer acknowledge what is pending
 		 * (bounded), commit it, then leave the group (the revoke
 		 * callback commits again: nothing left). */
-		int64_t deadline = mono_ms() + STOP_DRAIN_MS;
+		int64_t deadline = cb_mono_ms() + STOP_DRAIN_MS;
 		rd_kafka_topic_partition_list_t *l = plist_of(a, PS_ACTIVE);
 
 		pause_parts(a, l, true);
 		rd_kafka_topic_partition_list_destroy(l);
-		while (anything_pending(a) && mono_ms() < deadline) {
+		while (anything_pending(a) && cb_mono_ms() < deadline) {
 			cb_ring_wait(a->app->acks, 20);
 			if (drain_acks(a) != 0)
 				break;

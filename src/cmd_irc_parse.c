@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "chatbattle/chatmsg.h"
+#include "chatbattle/clock.h"
 #include "chatbattle/commands.h"
 #include "chatbattle/config.h"
 #include "chatbattle/irc_msg.h"
@@ -28,14 +29,6 @@ struct irc_parse_state {
 	char json[CB_CHATMSG_BUF_SIZE];
 	char in[IN_BUF_SIZE];
 };
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void oversize(const struct irc_parse_state *st)
 {
@@ -62,7 +55,7 @@ static void handle_line(struct irc_parse_state *st, char *line, size_t len)
 	}
 	rc = cb_irc_parse(line, len, &st->msg, errstr, sizeof(errstr));
 	if (rc == 0)
-		rc = cb_chatmsg_from_irc(&st->msg, wall_ms(), st->emit_events,
+		rc = cb_chatmsg_from_irc(&st->msg, cb_wall_ms(), st->emit_events,
 					 &out, st->json, sizeof(st->json),
 					 errstr, sizeof(errstr));
 	if (rc < 0) {

@@ -49,6 +49,7 @@
 
 #include "chatbattle/app.h"
 #include "chatbattle/chatmsg.h"
+#include "chatbattle/clock.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
 #include "chatbattle/irc.h"
@@ -200,35 +201,6 @@ static void copy_cut(char *dst, size_t size, const char *src)
 
 	memcpy(dst, src, n);
 	dst[n] = '\0';
-}
-
-/* ---- clocks, random ---- */
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static uint64_t rnd(struct cb_irc *irc)
-{
-	uint64_t x = irc->rng;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	irc->rng = x;
-	return x * 0x2545F4914F6CDD1DULL;
 }
 
 /* ---- pure helpers ---- */
@@ -474,7 +446,7 @@ static void chan_set_state(struct cb_irc *irc, struct chan *ch, int state,
 			   const char *reason)
 {
 	if (ch->state != state)
-		ch->since_ms = wall_us() / 1000;
+		ch->since_ms = cb_wall_us() / 1000;
 	ch->state = state;
 	snprintf(ch->reason, sizeof(ch->reason), "%s", reason ? reason : "");
 	irc->status_dirty = true;
@@ -508,7 +480,7 @@ static struct chan *chan_add(struct cb_irc *irc, const char *name)
 		return NULL;
 	snprintf(ch->name, sizeof(ch->name), "%s", name);
 	ch->state = CB_IRC_CHAN_PENDING;
-	ch->since_ms = wall_us() / 1000;
+	ch->since_ms = cb_wall_us() / 1000;
 	irc->chans[irc->nchans++] = ch;
 	index_rebuild(irc);
 	irc->status_dirty = true;
@@ -602,7 +574,7 @@ static void publish_status(struct cb_irc *irc)
 	cb_metric_set(CB_M_irc_channels_joined, joined);
 	cb_metric_set(CB_M_irc_connections, conns);
 	irc->status_dirty = false;
-	irc->status_ms = mono_ms();
+	irc->status_ms = cb_mono_ms();
 }
 
 size_t cb_irc_status(struct cb_irc *irc, struct cb_irc_channel_status *out,
@@ -643,7 +615,7 @@ static void conn_set_state(struct conn *c, enum conn_state s)
 		cb_debug("irc", "connection %d: %s -> %s", c->id,
 			 conn_state_names[c->state], conn_state_names[s]);
 	c->state = s;
-	c->state_ms = mono_ms();
+	c->state_ms = cb_mono_ms();
 	c->irc->status_dirty = true;
 }
 
@@ -757,7 +729,7 @@ static void conn_fail(struct conn *c, const char *fmt, ...)
 	const struct cb_config *cfg = irc->cfg;
 	char why[256];
 	va_list ap;
-	int64_t delay, now = mono_ms();
+	int64_t delay, now = cb_mono_ms();
 	bool was_up = c->state == C_READY || c->state == C_RETIRING ||
 		      c->state == C_DRAINING;
 
@@ -778,7 +750,7 @@ static void conn_fail(struct conn *c, const char *fmt, ...)
 		delay = cfg->irc_backoff_max_ms;
 	else
 		delay = cb_irc_backoff_ms(c->attempt, cfg->irc_backoff_min_ms,
-					  cfg->irc_backoff_max_ms, rnd(irc));
+					  cfg->irc_backoff_max_ms, cb_rand_next(&irc->rng));
 	if (c->attempt < 64)
 		c->attempt++;
 	if (!c->auth_failed && strncmp(c->last_error, why, sizeof(c->last_error) - 1) != 0)
@@ -815,14 +787,14 @@ static void conn_login(struct conn *c)
 	struct cb_irc *irc = c->irc;
 
 	conn_set_state(c, C_REGISTERING);
-	c->last_rx_ms = mono_ms();
+	c->last_rx_ms = cb_mono_ms();
 	conn_send(c, "CAP REQ :twitch.tv/tags twitch.tv/commands");
 	if (irc->token[0] != '\0') {
 		conn_send(c, "PASS oauth:%s", irc->token);
 		snprintf(c->nick, sizeof(c->nick), "%s", irc->username);
 	} else {
 		snprintf(c->nick, sizeof(c->nick), "justinfan%u",
-			 (unsigned)(1000 + rnd(irc) % 89000));
+			 (unsigned)(1000 + cb_rand_next(&irc->rng) % 89000));
 	}
 	conn_send(c, "NICK %s", c->nick);
 }
@@ -871,8 +843,8 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 	struct cb_irc *irc = c->irc;
 
-	c->last_rx_ms = mono_ms();
-	irc->batch_wall_us = wall_us();
+	c->last_rx_ms = cb_mono_ms();
+	irc->batch_wall_us = cb_wall_us();
 	irc->batch_wall_ms = irc->batch_wall_us / 1000;
 	process_input(c);
 	finish_batch(irc);
@@ -896,7 +868,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_error_text(c, what, why, sizeof(why));
 	/* Lines that arrived before the close still count. */
 	if (!irc->blocked) {
-		irc->batch_wall_us = wall_us();
+		irc->batch_wall_us = cb_wall_us();
 		irc->batch_wall_ms = irc->batch_wall_us / 1000;
 		process_input(c);
 		finish_batch(irc);
@@ -1030,7 +1002,7 @@ static void pace_cb(evutil_socket_t fd, short what, void *arg)
 /* Sends the JOINs the pacer allows now, batched per connection. */
 static void pump_joins(struct cb_irc *irc)
 {
-	int64_t now = mono_ms();
+	int64_t now = cb_mono_ms();
 	uint32_t avail = cb_irc_pacer_available(&irc->pacer, now);
 	bool waiting = false;
 
@@ -1090,7 +1062,7 @@ static void start_drain(struct conn *old)
 {
 	conn_set_state(old, C_DRAINING);
 	conn_send(old, "PING :drain-%d", old->id);
-	old->ping_sent_ms = mono_ms();
+	old->ping_sent_ms = cb_mono_ms();
 }
 
 /* Called when c may have finished joining: drain what it replaces. */
@@ -1201,7 +1173,7 @@ static void start_refresh(struct cb_irc *irc)
 		.timeout_s = OAUTH_TIMEOUT_S,
 	};
 	char errstr[256];
-	int64_t now = mono_ms();
+	int64_t now = cb_mono_ms();
 
 	if (irc->oauth != NULL)
 		return;
@@ -1251,7 +1223,7 @@ static void handle_welcome(struct cb_irc *irc, struct conn *c,
 	irc->auth_failed = false;
 	irc->auth_logged = false;
 	c->auth_failed = false;
-	c->ready_ms = mono_ms();
+	c->ready_ms = cb_mono_ms();
 	c->last_error[0] = '\0';
 	conn_set_state(c, C_READY);
 	cb_info("irc", "connection %d: logged in as %s", c->id, c->nick);
@@ -1682,11 +1654,11 @@ static void space_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct cb_irc *irc = arg;
 	struct conn *c, *next;
-	int64_t now = mono_ms();
+	int64_t now = cb_mono_ms();
 
 	cb_ring_drain_fd(cb_ring_producer_fd(irc->out));
 	irc->blocked = false;
-	irc->batch_wall_us = wall_us();
+	irc->batch_wall_us = cb_wall_us();
 	irc->batch_wall_ms = irc->batch_wall_us / 1000;
 	for (c = irc->conns; c != NULL; c = next) {
 		next = c->next;
@@ -1822,7 +1794,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct cb_irc *irc = arg;
 	const struct cb_config *cfg = irc->cfg;
-	int64_t now = mono_ms();
+	int64_t now = cb_mono_ms();
 	int64_t ping_ms = cfg->irc_ping_interval_s * 1000;
 	int64_t pong_ms = cfg->irc_pong_timeout_s * 1000;
 	struct conn *c, *next;
@@ -2060,7 +2032,7 @@ int cb_irc_start_tuned(struct cb_app *app, const struct cb_irc_tuning *t,
 	irc->health = CB_DEP_UNKNOWN;
 	pthread_mutex_init(&irc->status_lock, NULL);
 	if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
-		seed = (uint64_t)wall_us() ^ ((uint64_t)getpid() << 40);
+		seed = (uint64_t)cb_wall_us() ^ ((uint64_t)getpid() << 40);
 	irc->rng = seed | 1;
 	if (irc->out_max < HDR_SIZE + CB_CHANNEL_MAX + CB_CHATMSG_BUF_SIZE) {
 		err = cb_seterr(errstr, errstr_size, CB_E_CONFIG,

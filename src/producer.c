@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include "chatbattle/app.h"
+#include "chatbattle/clock.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
 #include "chatbattle/kafka.h"
@@ -72,20 +73,12 @@ struct cb_producer {
 	bool fatal;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Logs a delivery/produce failure, at most once per ERR_LOG_EVERY_MS per
  * error code (an outage must not flood the log), with the count. */
 static void log_failure(struct cb_producer *p, rd_kafka_resp_err_t err,
 			const char *topic, const char *what)
 {
-	int64_t now = mono_ms();
+	int64_t now = cb_mono_ms();
 
 	if (err == p->err_last && now - p->err_log_ms < ERR_LOG_EVERY_MS) {
 		p->err_suppressed++;
@@ -148,7 +141,7 @@ static int64_t stop_deadline(struct cb_producer *p)
 	if (p->stop_deadline_ms == 0 &&
 	    atomic_load_explicit(&p->stopping, memory_order_acquire))
 		p->stop_deadline_ms =
-			mono_ms() + p->cfg->producer_flush_timeout_ms;
+			cb_mono_ms() + p->cfg->producer_flush_timeout_ms;
 	return p->stop_deadline_ms;
 }
 
@@ -198,7 +191,7 @@ static bool produce_one(struct cb_producer *p, const uint8_t *rec,
 		p->queue_full++;
 		cb_metric_add(CB_M_kafka_queue_full_total, 1);
 		rd_kafka_poll(p->rk, 100);
-		if (stop_deadline(p) != 0 && mono_ms() >= stop_deadline(p))
+		if (stop_deadline(p) != 0 && cb_mono_ms() >= stop_deadline(p))
 			return false;
 		if (p->fatal)
 			return false;
@@ -250,7 +243,7 @@ static bool wait_records(struct cb_producer *p, int timeout_ms)
 /* Health: UP after deliveries; when idle, a metadata request tells. */
 static void check_health(struct cb_producer *p)
 {
-	int64_t now = mono_ms();
+	int64_t now = cb_mono_ms();
 	const struct rd_kafka_metadata *md = NULL;
 
 	if (p->delivered != p->health_seen) {
@@ -307,7 +300,7 @@ static void *producer_main(void *arg)
 			undelivered_ring++;
 		cb_ring_release(p->ring);
 	}
-	left = deadline - mono_ms();
+	left = deadline - cb_mono_ms();
 	rd_kafka_flush(p->rk, left > 0 ? (int)left : 0);
 	outq = rd_kafka_outq_len(p->rk);
 	if (outq > 0 || undelivered_ring > 0)
@@ -414,7 +407,7 @@ int cb_producer_start(struct cb_app *app, char *errstr, size_t errstr_size)
 				rd_kafka_err2str(rd_kafka_last_error()));
 		goto out;
 	}
-	p->last_delivery_ms = mono_ms();
+	p->last_delivery_ms = cb_mono_ms();
 	if (pthread_create(&p->thread, NULL, producer_main, p) != 0) {
 		err = cb_seterr(errstr, errstr_size, CB_E_IO,
 				"cannot start the producer thread");

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chatbattle/clock.h"
 #include "chatbattle/err.h"
 #include "chatbattle/ring.h"
 
@@ -90,14 +91,6 @@ static inline void cpu_relax(void)
 static inline uint64_t slot_size(uint32_t len)
 {
 	return HDR + (((uint64_t)len + 7u) & ~(uint64_t)7u);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 int cb_ring_new(struct cb_ring **out, size_t capacity_bytes, const char *name,
@@ -280,7 +273,7 @@ static int wait_fd(int fd, uint64_t deadline_ns, int timeout_ms)
 	int ms = -1;
 
 	if (timeout_ms >= 0) {
-		uint64_t now = now_ns();
+		uint64_t now = cb_mono_ns();
 
 		ms = now >= deadline_ns
 			     ? 0
@@ -312,7 +305,7 @@ bool cb_ring_arm_producer(struct cb_ring *r, uint32_t len)
 
 int cb_ring_wait_space(struct cb_ring *r, uint32_t len, int timeout_ms)
 {
-	uint64_t start = now_ns(), deadline, need;
+	uint64_t start = cb_mono_ns(), deadline, need;
 	unsigned spins = 0;
 
 	if (len == 0 || len > r->max_record)
@@ -327,7 +320,7 @@ int cb_ring_wait_space(struct cb_ring *r, uint32_t len, int timeout_ms)
 		cpu_relax();
 		if (producer_fits(r, need))
 			return 0;
-		if ((++spins & 63) == 0 && now_ns() - start > SPIN_NS)
+		if ((++spins & 63) == 0 && cb_mono_ns() - start > SPIN_NS)
 			break;
 	}
 	for (;;) {
@@ -338,7 +331,7 @@ int cb_ring_wait_space(struct cb_ring *r, uint32_t len, int timeout_ms)
 				      memory_order_relaxed);
 		if (producer_fits(r, need))
 			return 0;
-		if (timeout_ms >= 0 && now_ns() >= deadline)
+		if (timeout_ms >= 0 && cb_mono_ns() >= deadline)
 			return CB_E_TIMEOUT;
 	}
 }
@@ -430,7 +423,7 @@ int cb_ring_wait(struct cb_ring *r, int timeout_ms)
 
 	if (consumer_has_data(r))
 		return 0;
-	start = now_ns();
+	start = cb_mono_ns();
 	deadline = timeout_ms < 0 ? UINT64_MAX
 				  : start + (uint64_t)timeout_ms * 1000000u;
 	if (kicked(r))
@@ -439,7 +432,7 @@ int cb_ring_wait(struct cb_ring *r, int timeout_ms)
 		cpu_relax();
 		if (consumer_has_data(r))
 			return 0;
-		if ((++spins & 63) == 0 && now_ns() - start > SPIN_NS)
+		if ((++spins & 63) == 0 && cb_mono_ns() - start > SPIN_NS)
 			break;
 	}
 	/*
@@ -458,7 +451,7 @@ int cb_ring_wait(struct cb_ring *r, int timeout_ms)
 			return 0;
 		if (kicked(r))
 			return CB_E_TIMEOUT;
-		if (timeout_ms >= 0 && now_ns() >= deadline)
+		if (timeout_ms >= 0 && cb_mono_ns() >= deadline)
 			return CB_E_TIMEOUT;
 	}
 }

@@ -54,6 +54,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "chatbattle/clock.h"
 #include "chatbattle/commands.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
@@ -176,42 +177,14 @@ struct cb_sim {
 
 /* ---- small helpers ---- */
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* xorshift64*: fast, good enough for chat that only has to look varied. */
-static uint64_t rnd(struct cb_sim *sim)
-{
-	uint64_t x = sim->rng;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	sim->rng = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
-
 static uint32_t rnd_below(struct cb_sim *sim, uint32_t n)
 {
-	return (uint32_t)((rnd(sim) >> 32) % n);
+	return (uint32_t)((cb_rand_next(&sim->rng) >> 32) % n);
 }
 
 static double rnd_unit(struct cb_sim *sim)
 {
-	return (double)(rnd(sim) >> 11) / 9007199254740992.0;
+	return (double)(cb_rand_next(&sim->rng) >> 11) / 9007199254740992.0;
 }
 
 /* An append-only text buffer with a fixed capacity (generated lines). */
@@ -248,7 +221,7 @@ static void sb_u64(struct sbuf *b, uint64_t v)
 static void sb_uuid(struct sbuf *b, struct cb_sim *sim)
 {
 	static const char hex[] = "0123456789abcdef";
-	uint64_t hi = rnd(sim), lo = rnd(sim);
+	uint64_t hi = cb_rand_next(&sim->rng), lo = cb_rand_next(&sim->rng);
 	char u[36];
 	int k = 0;
 
@@ -614,7 +587,7 @@ static int sync_start(struct cb_sim *sim, enum sync_kind kind,
 	sim->sync_ctl = ctl;
 	sim->sync_token++;
 	sim->sync_remaining = 0;
-	sim->sync_deadline_ms = mono_ms() + SIM_SYNC_TIMEOUT_MS;
+	sim->sync_deadline_ms = cb_mono_ms() + SIM_SYNC_TIMEOUT_MS;
 	sim->sync_was_paused = sim->paused;
 	if (kind == SYNC_DROP)
 		sim->paused = true; /* stop sending before the reset */
@@ -688,7 +661,7 @@ static void sync_finish(struct cb_sim *sim)
 		print_stats(sim, stdout);
 		cb_info("simulate", "all chat sent; closing");
 		sim->finishing = true;
-		sim->finish_deadline_ms = mono_ms() + SIM_LINGER_MS;
+		sim->finish_deadline_ms = cb_mono_ms() + SIM_LINGER_MS;
 		for (c = sim->clients; c != NULL; c = next) {
 			next = c->next;
 			client_close(c);
@@ -866,7 +839,7 @@ static void gen_privmsg(struct cb_sim *sim, struct sim_chan *ch,
 	if (bits)
 		sb_str(b, ";bits=100");
 	sb_str(b, ";client-nonce=");
-	sb_u64(b, rnd(sim));
+	sb_u64(b, cb_rand_next(&sim->rng));
 	sb_str(b, ";color=");
 	sb_str(b, u->color);
 	sb_str(b, ";display-name=");
@@ -1201,7 +1174,7 @@ static bool all_done(struct cb_sim *sim)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct cb_sim *sim = arg;
-	int64_t now = mono_ms(), ts = wall_ms();
+	int64_t now = cb_mono_ms(), ts = cb_wall_ms();
 	double dt = (double)(now - sim->last_tick_ms) / 1000.0;
 	struct sim_client *c, *next;
 
@@ -1320,7 +1293,7 @@ static void join_one(struct sim_client *c, const char *raw, size_t raw_len)
 	const char *n = c->nick;
 
 	if (sim->njoins < SIM_JOIN_LOG)
-		sim->joins[sim->njoins++] = mono_ms() - sim->start_ms;
+		sim->joins[sim->njoins++] = cb_mono_ms() - sim->start_ms;
 	sim->joins_total++;
 	if (cb_channel_normalize(raw, raw_len, name, why, sizeof(why)) != 0) {
 		client_send(c, "@msg-id=msg_channel_suspended :tmi.twitch.tv "
@@ -1680,7 +1653,7 @@ static void ctl_command(struct sim_ctl *ctl, char *line, size_t len)
 		ctl_reply(ctl, "ok");
 	} else if (IS("resume")) {
 		sim->paused = false;
-		sim->last_tick_ms = mono_ms();
+		sim->last_tick_ms = cb_mono_ms();
 		ctl_reply(ctl, "ok");
 	} else if (IS("rate")) {
 		char *end;
@@ -1703,7 +1676,7 @@ static void ctl_command(struct sim_ctl *ctl, char *line, size_t len)
 			if (!c->registered || c->closing || c->close_at_ms)
 				continue;
 			client_send(c, ":tmi.twitch.tv RECONNECT");
-			c->close_at_ms = mono_ms() + (grace > 0 ? grace : 0);
+			c->close_at_ms = cb_mono_ms() + (grace > 0 ? grace : 0);
 			n++;
 		}
 		sim->reconnects_sent += n;
@@ -1986,7 +1959,7 @@ int cb_sim_new(struct cb_sim **out, const struct cb_config *cfg, char *errstr,
 			 ? cfg->sim_bad_token + 6
 			 : cfg->sim_bad_token);
 	sim->rng = cfg->sim_seed ? (uint64_t)cfg->sim_seed
-				 : (uint64_t)wall_ms() ^ ((uint64_t)getpid() << 32);
+				 : (uint64_t)cb_wall_ms() ^ ((uint64_t)getpid() << 32);
 	sim->rng = sim->rng * 0x9E3779B97F4A7C15ULL + 1;
 	sim->chans = calloc(SIM_MAX_CHANNELS, sizeof(*sim->chans));
 	sim->base = event_base_new();
@@ -2046,7 +2019,7 @@ int cb_sim_new(struct cb_sim **out, const struct cb_config *cfg, char *errstr,
 	}
 	event_add(sim->stop_ev, NULL);
 	event_add(sim->tick_ev, &tv);
-	sim->start_ms = sim->last_tick_ms = mono_ms();
+	sim->start_ms = sim->last_tick_ms = cb_mono_ms();
 	sim->next_ping_ms = sim->start_ms + cfg->sim_ping_interval_s * 1000;
 	*out = sim;
 	sim = NULL;
@@ -2083,7 +2056,7 @@ int cb_sim_handle_signals(struct cb_sim *sim)
 
 int cb_sim_run(struct cb_sim *sim)
 {
-	sim->last_tick_ms = mono_ms();
+	sim->last_tick_ms = cb_mono_ms();
 	if (event_base_dispatch(sim->base) < 0)
 		return CB_E_IO;
 	return sim->rc;

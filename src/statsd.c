@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "chatbattle/app.h"
+#include "chatbattle/clock.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
 #include "chatbattle/kafka.h"
@@ -42,14 +43,6 @@ struct cb_statsd {
 	int eof_left;
 	bool ready;
 };
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Assigns every partition of the topic from the beginning.  Returns 0, or
  * CB_E_NOTFOUND while the topic does not exist. */
@@ -121,7 +114,7 @@ static void handle(struct cb_statsd *s, rd_kafka_message_t *m)
 		return;
 	}
 	if (cb_stats_cache_apply(s->app->cache, m->key, m->key_len,
-				 m->payload, m->len, s->ready ? wall_ms() : 0,
+				 m->payload, m->len, s->ready ? cb_wall_ms() : 0,
 				 errstr, sizeof(errstr)) != 0) {
 		cb_metric_add(CB_M_stats_bad_records_total, 1);
 		cb_debug(SUB, "%s [%d] offset %lld skipped: %s",
