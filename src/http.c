@@ -31,6 +31,7 @@
 #include <jansson.h>
 
 #include "chatbattle/app.h"
+#include "chatbattle/clock.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
 #include "chatbattle/http.h"
@@ -110,22 +111,6 @@ struct body {
 
 /* con_cls of a request whose body has not started (or has none). */
 static char no_body;
-
-int64_t cb_http_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t cb_http_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Days since 1970-01-01 to a civil date (H. Hinnant's algorithm): exact for
  * the whole range of JavaScript dates, unlike gmtime_r on some libcs. */
@@ -757,7 +742,7 @@ int cb_http_start(struct cb_app *app, char *errstr, size_t errstr_size)
 				 "http: out of memory");
 	h->app = app;
 	h->cfg = cfg;
-	h->started_ms = cb_http_now_ms();
+	h->started_ms = cb_wall_ms();
 	if (app->cache != NULL) {
 		err = cb_http_sse_new(h, errstr, errstr_size);
 		if (err != 0)

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "chatbattle/app.h"
+#include "chatbattle/clock.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
 #include "chatbattle/http.h"
@@ -121,14 +122,14 @@ enum MHD_Result cb_http_api_health(struct cb_http_ctx *x)
 		json_array_append_new(roles, json_string(cfg->roles.v[i]));
 	json_object_set_new(doc, "status",
 			    json_string(healthy ? "healthy" : "unhealthy"));
-	json_object_set_new(doc, "timestamp", iso(cb_http_now_ms()));
+	json_object_set_new(doc, "timestamp", iso(cb_wall_ms()));
 	json_object_set_new(doc, "services", services);
 	json_object_set_new(doc, "dependencies", detail);
 	json_object_set_new(doc, "roles", roles);
 	json_object_set_new(doc, "version", json_string(CB_VERSION));
 	json_object_set_new(
 		doc, "uptime_seconds",
-		json_integer((cb_http_now_ms() - x->h->started_ms) / 1000));
+		json_integer((cb_wall_ms() - x->h->started_ms) / 1000));
 	json_object_set_new(doc, "sse_clients",
 			    json_integer((json_int_t)cb_metric_get(
 				    CB_M_sse_clients)));
@@ -218,7 +219,7 @@ enum MHD_Result cb_http_api_stats(struct cb_http_ctx *x)
 		     cb_http_iso8601(v.window_end_ms, end),
 		     (long long)v.window_duration_s,
 		     cb_http_iso8601(v.last_updated_ms > 0 ? v.last_updated_ms
-							   : cb_http_now_ms(),
+							   : cb_wall_ms(),
 				     upd));
 	if (m == NULL || v.last_updated_ms <= 0)
 		return cb_http_send(x, 200, JSON_TYPE, body, (size_t)n, NULL);

@@ -119,8 +119,5 @@ void cb_http_sse_shutdown(struct cb_http *h, int timeout_ms);
 void cb_http_sse_free(struct cb_http *h);
 enum MHD_Result cb_http_sse_events(struct cb_http_ctx *x);
 
-/* Epoch and monotonic milliseconds. */
-int64_t cb_http_now_ms(void);
-int64_t cb_http_mono_ms(void);
 
 #endif

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "chatbattle/app.h"
+#include "chatbattle/clock.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
 #include "chatbattle/http.h"
@@ -96,7 +97,7 @@ static int prepare(struct sse_client *cl)
 {
 	struct cb_http_sse *s = cl->sse;
 	struct cb_stats_view v;
-	int64_t now = cb_http_mono_ms();
+	int64_t now = cb_mono_ms();
 	char *json, *msg;
 	size_t len, mlen;
 	int n;
@@ -249,7 +250,7 @@ static void *notifier_main(void *arg)
 		 * channel's new view, so a change seen here (by a timed-out
 		 * wait) may not be visible in the view yet: after every
 		 * change, look once more COALESCE_MS later. */
-		wake(s, v != seen || recheck, false, cb_http_mono_ms());
+		wake(s, v != seen || recheck, false, cb_mono_ms());
 		recheck = v != seen;
 		if (recheck) {
 			/* Under a stream of changes, wake at most every
@@ -316,7 +317,7 @@ void cb_http_sse_shutdown(struct cb_http *h, int timeout_ms)
 	/* Every stream now ends at its next callback. */
 	wake(s, false, true, 0);
 	{
-		int64_t end_ms = cb_http_now_ms() + timeout_ms; /* realtime */
+		int64_t end_ms = cb_wall_ms() + timeout_ms; /* realtime */
 
 		deadline.tv_sec = (time_t)(end_ms / 1000);
 		deadline.tv_nsec = (long)(end_ms % 1000) * 1000000L;
@@ -375,7 +376,7 @@ enum MHD_Result cb_http_sse_events(struct cb_http_ctx *x)
 					   "Last-Event-ID");
 	if (last != NULL)
 		cl->sent_version = strtoull(last, NULL, 10);
-	cl->next_hb_ms = cb_http_mono_ms() + x->h->cfg->sse_heartbeat_s * 1000;
+	cl->next_hb_ms = cb_mono_ms() + x->h->cfg->sse_heartbeat_s * 1000;
 	n = snprintf(hello, sizeof(hello), "retry: %d\n: stream of %s\n\n",
 		     RETRY_MS, cl->channel);
 	if (set_out(cl, hello, (size_t)n) != 0) {
