@@ -813,6 +813,7 @@ static int commit(struct cb_agg *a)
 			a->parts[offsets->elems[i].partition].committed =
 				offsets->elems[i].offset;
 		cb_metric_add(CB_M_agg_transactions_total, 1);
+		cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
 	}
 	rd_kafka_topic_partition_list_destroy(offsets);
 	return err;

@@ -532,8 +532,11 @@ int cb_stats_cache_apply(struct cb_stats_cache *c, const char *key,
 	 * only moves the channel's version. */
 	if (nh->e[0]->start_ms == w[VW_START])
 		memcpy(s->wview, w, sizeof(w));
-	s->wview[VW_VERSION] = (int64_t)atomic_fetch_add(&c->version, 1) + 1;
+	/* Publish the channel's view before the cache-wide version moves,
+	 * so a reader woken by the new version already sees the change. */
+	s->wview[VW_VERSION] = (int64_t)atomic_load(&c->version) + 1;
 	view_publish(s, s->wview);
+	atomic_fetch_add(&c->version, 1);
 	cb_metric_add(CB_M_stats_records_total, 1);
 	reclaim(c);
 	if (atomic_load(&c->waiters) > 0) {

@@ -93,6 +93,14 @@ static void handle(struct cb_statsd *s, rd_kafka_message_t *m)
 {
 	char errstr[256];
 
+	/* Kafka's health is the latest observation of any client: a
+	 * serve-only instance has no producer to report it. */
+	if (m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+	    m->err == RD_KAFKA_RESP_ERR__TRANSPORT)
+		cb_health_set(CB_DEP_KAFKA, CB_DEP_DOWN);
+	else if (m->err == 0 || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
+
 	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 		if (m->partition >= 0 && m->partition < s->nparts &&
 		    !s->eof[m->partition]) {
