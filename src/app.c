@@ -18,8 +18,10 @@
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
 #include "chatbattle/statsd.h"
+#include "chatbattle/cql.h"
 
 const struct cb_module cb_app_modules[] = {
+	{"cql", "aggregate", cb_cql_start, cb_cql_stop},
 	{"statsd", "serve", cb_statsd_start, cb_statsd_stop},
 	{"agg", "aggregate", cb_agg_start, cb_agg_stop},
 	{"producer", "ingest", cb_producer_start, cb_producer_stop},

@@ -12,9 +12,6 @@
  *
  * Paging: Cassandra's paging state goes to the client as an opaque
  * base64url token ("page"), and comes back as the next request's page.
- *
- * Until the CQL module's session code is linked into every build, its
- * functions are referenced weakly, and the endpoint answers 503 without it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -33,10 +30,6 @@
 #include "chatbattle/http.h"
 #include "chatbattle/log.h"
 #include "http_int.h"
-
-#pragma weak cb_cql_session_open
-#pragma weak cb_cql_session_close
-#pragma weak cb_cql_read_messages
 
 #define PAGE_TOKEN_MAX 4096 /* bytes of a decoded paging state */
 
@@ -103,8 +96,7 @@ static pthread_once_t session_once = PTHREAD_ONCE_INIT;
 
 static void session_free(void *p)
 {
-	if (cb_cql_session_close != NULL)
-		cb_cql_session_close(p);
+	cb_cql_session_close(p);
 }
 
 static void session_init(void)
@@ -217,10 +209,6 @@ enum MHD_Result cb_http_api_messages(struct cb_http_ctx *x)
 	    cb_http_b64url_decode(page, token, sizeof(token), &token_len) != 0)
 		return cb_http_error(x, 400, NULL,
 				     "page is not a token from next_page");
-	if (cb_cql_session_open == NULL || cb_cql_read_messages == NULL)
-		return cb_http_error(x, 503, NULL,
-				     "reading messages back needs the CQL "
-				     "module, which this build lacks");
 	pthread_once(&session_once, session_init);
 	s = pthread_getspecific(session_key);
 	if (s == NULL) {
