@@ -705,12 +705,31 @@ int cb_cql_response_parse(const struct cb_cql_header *h, const uint8_t *body,
 	struct cb_cql_rd r;
 	int err;
 
+	/* every span from an earlier frame goes (the metadata arrays are
+	 * only read up to meta.ncolumns, which is reset) */
+	static const struct cb_cql_bytes none = {NULL, 0};
+
 	o->hdr = *h;
 	o->has_tracing = false;
 	o->nwarnings = 0;
+	o->warning = none;
+	memset(&o->error, 0, sizeof(o->error));
 	o->result_kind = 0;
+	o->meta.flags = 0;
+	o->meta.ncolumns = 0;
+	o->meta.npk = 0;
+	o->meta.paging_state = (struct cb_cql_bytes){NULL, -1};
+	o->prepared_id = none;
 	o->nrows = 0;
-	o->prepared_id = (struct cb_cql_bytes){NULL, 0};
+	o->keyspace = none;
+	memset(&o->schema, 0, sizeof(o->schema));
+	o->authenticator = none;
+	o->token = none;
+	o->supported = none;
+	o->event_type = none;
+	o->event_change = none;
+	o->event_addr_len = 0;
+	o->event_port = 0;
 	cb_cql_rd_init(&r, body, len);
 	cb_cql_rd_init(&o->rows, body, 0);
 	if (h->flags & CB_CQL_F_COMPRESSION)
@@ -782,7 +801,15 @@ int cb_cql_response_parse(const struct cb_cql_header *h, const uint8_t *body,
 			if (err != 0)
 				return err;
 			o->nrows = cb_cql_get_int(&r);
-			if (o->nrows < 0)
+			/* each value takes at least its [int] length: a row
+			 * count the body cannot hold is a lie (and would spin
+			 * rows_next on zero-column rows) */
+			if (o->nrows < 0 ||
+			    (o->nrows > 0 &&
+			     (o->meta.ncolumns == 0 ||
+			      (uint64_t)o->nrows * 4 *
+					      (uint64_t)o->meta.ncolumns >
+				      r.len - r.off)))
 				r.failed = true;
 			if (!r.failed)
 				cb_cql_rd_init(&o->rows, r.p + r.off,
