@@ -207,3 +207,166 @@ def consume_from(topic, offsets):
 def kafka_tool(*args, timeout_s=120):
     """Runs a Kafka admin main class with the stack's jars."""
     return run([STACK, "kafka-tool"] + list(args), timeout_s=timeout_s)
+
+
+# --- chatbattle pipelines ----------------------------------------------------
+
+BIN = os.environ.get("CB_BIN") or os.path.join(ROOT, "chatbattle")
+
+
+class Names:
+    """Per-run names, so that tests can share one stack: topics, consumer
+    group, keyspace (Cassandra identifiers: lower case, '_')."""
+
+    def __init__(self, tag):
+        run_id = "%s%d" % (tag, os.getpid() % 100000)
+        self.run = run_id
+        self.messages = run_id + "-msgs"
+        self.stats = run_id + "-stats"
+        self.dlq = run_id + "-dlq"
+        self.group = run_id + "-group"
+        self.keyspace = run_id.lower().replace("-", "_")
+
+    def args(self, kafka=None, cassandra=None):
+        return ["--kafka-brokers", kafka or KAFKA,
+                "--cassandra-hosts", cassandra or CASSANDRA,
+                "--keyspace", self.keyspace,
+                "--topic-messages", self.messages,
+                "--topic-stats", self.stats,
+                "--topic-dlq", self.dlq,
+                "--group-id", self.group]
+
+
+def free_port():
+    """A loopback TCP port nobody listens on right now."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def chatbattle_init(names, extra=(), timeout_s=180):
+    """`chatbattle init` for names; returns (status, stdout + stderr)."""
+    rc, out, err = run([BIN, "init"] + names.args() + list(extra), timeout_s=timeout_s)
+    return rc, out + err
+
+
+class Daemon:
+    """A `chatbattle run` in the background with its log in a file; stop()
+    ends it with SIGTERM (or kill() with SIGKILL)."""
+
+    def __init__(self, args, log_path, env=None):
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        e = dict(os.environ)
+        e.update(env or {})
+        self.proc = subprocess.Popen([BIN, "run"] + list(args), stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=e)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def log_text(self):
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=15, timeout_s=60):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+    def kill(self):
+        return self.stop(sig=9)
+
+
+def http_json(port, path, timeout_s=5):
+    """GET http://127.0.0.1:port/path; returns (status, parsed JSON or None)."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout_s) as r:
+            return r.status, json.loads(r.read().decode())
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read().decode())
+        except ValueError:
+            return e.code, None
+    except (OSError, ValueError):
+        return None, None
+
+
+def metric(port, name):
+    """The value of one Prometheus sample from /metrics, or None."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[0] == name:
+                    return float(parts[1])
+    except OSError:
+        return None
+    return None
+
+
+def chat_records(n, channels, seed, base_ms=1_700_000_000_000):
+    """n ChatMessage records (key, json) over channels, deterministic from
+    seed; returns (records, truth) where truth maps message_id to the dict."""
+    import uuid
+    records, truth = [], {}
+    for i in range(n):
+        ch = channels[i % len(channels)]
+        mid = str(uuid.UUID(int=(seed << 64) | (0x4000 << 48) | i))
+        d = {"channel_id": ch, "user_id": str(1000 + i % 37),
+             "username": "user%d" % (i % 37),
+             "message": "msg %d caf\u00e9 \u2764 Kappa %s" % (i, "x" * (i % 50)),
+             "timestamp": base_ms + i * 10, "emotes": ["Kappa"] * (i % 3),
+             "message_id": mid, "type": "message", "received_at": base_ms + i * 10}
+        records.append((ch, json.dumps(d, ensure_ascii=False)))
+        truth[mid] = d
+    return records, truth
+
+
+def cassandra_rows(keyspace, channels, spec=None):
+    """Every raw_chat_messages row of channels: {message_id: row dict}, and
+    the number of rows read (duplicates would differ)."""
+    import cbcql
+    cluster, session = cbcql.connect(spec, timeout_s=60)
+    rows, n = {}, 0
+    try:
+        for ch in channels:
+            for r in session.execute(
+                    "SELECT channel_id, timestamp, message_id, user_id, username, message, "
+                    "emotes, TTL(message) AS ttl FROM %s.raw_chat_messages WHERE channel_id = %%s"
+                    % keyspace, [ch]):
+                n += 1
+                rows[str(r.message_id)] = r
+    finally:
+        cluster.shutdown()
+    return rows, n
+
+
+def drop_keyspace(keyspace, spec=None):
+    import cbcql
+    try:
+        cluster, session = cbcql.connect(spec, timeout_s=30)
+        try:
+            session.execute("DROP KEYSPACE IF EXISTS %s" % keyspace)
+        finally:
+            cluster.shutdown()
+    except Exception:  # cleanup only
+        pass
+
+
+def delete_topics(names, bootstrap=None):
+    kafka_tool("org.apache.kafka.tools.TopicCommand", "--bootstrap-server",
+               bootstrap or KAFKA, "--delete", "--topic",
+               "%s|%s|%s" % (names.messages, names.stats, names.dlq), timeout_s=60)
