@@ -180,12 +180,12 @@ def end_offsets(topic, partitions):
     return offsets
 
 
-def produce(topic, records):
+def produce(topic, records, bootstrap=None):
     """Produces (key, value) records with acks=all and the Java-compatible
     partitioner; returns (status, stderr).  Keys and values must not contain
     tabs or newlines."""
     text = "".join("%s\t%s\n" % (k, v) for k, v in records)
-    rc, _, err = run(["kcat", "-b", KAFKA, "-P", "-t", topic, "-K", "\t",
+    rc, _, err = run(["kcat", "-b", bootstrap or KAFKA, "-P", "-t", topic, "-K", "\t",
                       "-X", "topic.partitioner=murmur2_random", "-X", "acks=all"],
                      timeout_s=60, input_text=text)
     return rc, err
@@ -247,9 +247,10 @@ def free_port():
     return port
 
 
-def chatbattle_init(names, extra=(), timeout_s=180):
+def chatbattle_init(names, extra=(), timeout_s=180, kafka=None, cassandra=None):
     """`chatbattle init` for names; returns (status, stdout + stderr)."""
-    rc, out, err = run([BIN, "init"] + names.args() + list(extra), timeout_s=timeout_s)
+    rc, out, err = run([BIN, "init"] + names.args(kafka, cassandra) + list(extra),
+                       timeout_s=timeout_s)
     return rc, out + err
 
 
@@ -370,3 +371,39 @@ def delete_topics(names, bootstrap=None):
     kafka_tool("org.apache.kafka.tools.TopicCommand", "--bootstrap-server",
                bootstrap or KAFKA, "--delete", "--topic",
                "%s|%s|%s" % (names.messages, names.stats, names.dlq), timeout_s=60)
+
+
+def read_stats(topic, bootstrap=None):
+    """channel-stats read read_committed: {(channel, window_start): count},
+    the last record per key and window winning."""
+    rc, out, err = run(["kcat", "-b", bootstrap or KAFKA, "-C", "-t", topic, "-e", "-q",
+                        "-o", "beginning", "-X", "isolation.level=read_committed",
+                        "-f", "%s\n"], timeout_s=120)
+    got = {}
+    for line in out.splitlines():
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        got[(d["channel_id"], d["window_start"])] = d["message_count"]
+    return got
+
+
+def window_truth(truth, window_ms=600000):
+    """{(channel, window_start): count} of chat_records' truth."""
+    counts = {}
+    for d in truth.values():
+        k = (d["channel_id"], d["timestamp"] // window_ms * window_ms)
+        counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
+FAULT_STACK = os.path.join(ROOT, "test", "integration", "lib", "fault-stack")
+FAULT_KAFKA = "127.0.0.1:19092"
+FAULT_CASSANDRA = "127.0.0.1:19042"
+
+
+def fault_stack(*args, timeout_s=300):
+    """Runs lib/fault-stack (the private stack with auth); (status, output)."""
+    rc, out, err = run([FAULT_STACK] + list(args), timeout_s=timeout_s)
+    return rc, out + err
