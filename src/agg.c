@@ -1490,9 +1490,9 @@ static int make_consumer(struct cb_agg *a, char *errstr, size_t errstr_size)
 		{"session.timeout.ms", "10000"},
 		{"heartbeat.interval.ms", "2000"},
 		/* Bounded fetch buffers: RSS stays small. */
-		{"queued.max.messages.kbytes", "2048"},
-		{"fetch.max.bytes", "2097152"},
-		{"max.partition.fetch.bytes", "1048576"},
+		{"queued.max.messages.kbytes", "12288"},
+		{"fetch.max.bytes", "1048576"},
+		{"max.partition.fetch.bytes", "262144"},
 	};
 	rd_kafka_conf_t *conf;
 	rd_kafka_topic_partition_list_t *topics;
