@@ -80,7 +80,8 @@ static bool check_kafka(const struct cb_config *cfg)
 	e = rd_kafka_metadata(rk, 1, NULL, &md, CHECK_TIMEOUT_MS);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		snprintf(detail, sizeof(detail),
-			 "%s: no cluster metadata within %d ms: %s",
+			 "%s: cannot read the cluster metadata (waited up to "
+			 "%d ms): %s",
 			 cfg->kafka_brokers, CHECK_TIMEOUT_MS,
 			 rd_kafka_err2str(e));
 		md = NULL;
