@@ -1,6 +1,7 @@
 """cbcql - the few Cassandra helpers the integration tests share, on top
-of Debian's python3-cassandra (the DataStax Python driver).  Run it with /usr/bin/python3: the python3 on PATH may be
-another installation without the driver.
+of Debian's python3-cassandra (the DataStax Python driver).  Run it with
+/usr/bin/python3: the python3 on PATH may be another installation without
+the driver.
 
 connect(): a session to one node, retried until a deadline, because a node
 that answers OPTIONS may still be creating its default superuser (with
