@@ -676,38 +676,51 @@ struct cql_file {
 	struct cb_cql_script script;
 };
 
-/* Lists dir's files that filter accepts; *paths is malloc'd. */
-static int list_dir(const char *dir, int (*filter)(const struct dirent *),
-		    const char *what, char (**paths)[4096], size_t *n,
-		    char *errstr, size_t errstr_size)
+/* Called for file i of n (file-name order) with its whole text. */
+typedef int (*file_fn)(void *ctx, size_t i, size_t n, const char *path,
+		       const char *text, size_t len, char *errstr,
+		       size_t errstr_size);
+
+/*
+ * Reads every file that filter accepts in the directory of setting (see
+ * resolve_dir), in file-name order, each at most max bytes, and hands it
+ * to fn; stops at the first error.  No file at all is an error too: init
+ * would silently do nothing.
+ */
+static int each_file(const char *setting, const char *sub,
+		     int (*filter)(const struct dirent *), const char *what,
+		     size_t max, file_fn fn, void *ctx, char *errstr,
+		     size_t errstr_size)
 {
 	struct dirent **names = NULL;
-	int k = scandir(dir, &names, filter, name_order);
+	char dir[2048], path[4096];
+	int k, err = 0;
 
-	*paths = NULL;
-	*n = 0;
+	resolve_dir(setting, sub, dir, sizeof(dir));
+	k = scandir(dir, &names, filter, name_order);
 	if (k < 0)
 		return cb_seterr(errstr, errstr_size, CB_E_CONFIG,
 				 "%s: %s (set %s)", dir, strerror(errno),
 				 what);
-	if (k == 0) {
-		free(names);
-		return cb_seterr(errstr, errstr_size, CB_E_CONFIG,
-				 "%s: no files to apply (set %s)", dir, what);
-	}
-	*paths = calloc((size_t)k, sizeof(**paths));
+	if (k == 0)
+		err = cb_seterr(errstr, errstr_size, CB_E_CONFIG,
+				"%s: no files to apply (set %s)", dir, what);
 	for (int i = 0; i < k; i++) {
-		if (*paths != NULL)
-			snprintf((*paths)[i], sizeof((*paths)[i]), "%s/%s",
-				 dir, names[i]->d_name);
+		char *text = NULL;
+		size_t len = 0;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name);
+		if (err == 0)
+			err = read_whole(path, max, &text, &len, errstr,
+					 errstr_size);
+		if (err == 0)
+			err = fn(ctx, (size_t)i, (size_t)k, path, text, len,
+				 errstr, errstr_size);
+		free(text);
 		free(names[i]);
 	}
 	free(names);
-	if (*paths == NULL)
-		return cb_seterr(errstr, errstr_size, CB_E_NOMEM,
-				 "out of memory");
-	*n = (size_t)k;
-	return 0;
+	return err;
 }
 
 /* The topic a file creates: the files name the default topics, the
@@ -723,61 +736,56 @@ static const char *topic_for(const struct cb_config *cfg, const char *name)
 	return name;
 }
 
-static int load_topics(const struct cb_config *cfg, struct topic_file **out,
-		       size_t *nout, char *errstr, size_t errstr_size)
+struct loaded {
+	const struct cb_config *cfg;
+	struct topic_file *tf;
+	struct cql_file *cf;
+	size_t n;
+};
+
+static int add_topic(void *ctx, size_t i, size_t n, const char *path,
+		     const char *text, size_t len, char *errstr,
+		     size_t errstr_size)
 {
-	char dir[4096], (*paths)[4096] = NULL;
-	struct topic_file *tf = NULL;
-	size_t n = 0;
+	struct loaded *l = ctx;
+	struct topic_file *t;
 	int err;
 
-	resolve_dir(cfg->topics_dir, "topics", dir, sizeof(dir));
-	err = list_dir(dir, conf_filter, "topics_dir", &paths, &n, errstr,
-		       errstr_size);
+	if (i == 0 && (l->tf = calloc(n, sizeof(*l->tf))) == NULL)
+		return cb_seterr(errstr, errstr_size, CB_E_NOMEM,
+				 "out of memory");
+	t = &l->tf[i];
+	l->n = i + 1;
+	snprintf(t->path, sizeof(t->path), "%s", path);
+	err = cb_cmd_init_parse_topic(text, len, path, &t->def, errstr,
+				      errstr_size);
 	if (err != 0)
 		return err;
-	tf = calloc(n, sizeof(*tf));
-	if (tf == NULL) {
-		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
-				"out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		char *text;
-		size_t len;
+	t->name = topic_for(l->cfg, t->def.name);
+	t->rf = l->cfg->kafka_replication_factor > 0
+			? (int)l->cfg->kafka_replication_factor
+			: t->def.replication_factor;
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(l->tf[j].name, t->name) == 0)
+			return cb_seterr(errstr, errstr_size, CB_E_CONFIG,
+					 "%s and %s both define topic %s",
+					 l->tf[j].path, t->path, t->name);
+	return 0;
+}
 
-		snprintf(tf[i].path, sizeof(tf[i].path), "%s", paths[i]);
-		err = read_whole(paths[i], CB_TOPIC_FILE_MAX, &text, &len,
-				 errstr, errstr_size);
-		if (err != 0)
-			goto out;
-		err = cb_cmd_init_parse_topic(text, len, paths[i], &tf[i].def,
-					      errstr, errstr_size);
-		free(text);
-		if (err != 0)
-			goto out;
-		tf[i].name = topic_for(cfg, tf[i].def.name);
-		tf[i].rf = cfg->kafka_replication_factor > 0
-				   ? (int)cfg->kafka_replication_factor
-				   : tf[i].def.replication_factor;
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(tf[j].name, tf[i].name) == 0) {
-				err = cb_seterr(errstr, errstr_size,
-						CB_E_CONFIG,
-						"%s and %s both define topic "
-						"%s",
-						tf[j].path, tf[i].path,
-						tf[i].name);
-				goto out;
-			}
-	}
-	*out = tf;
-	*nout = n;
-	tf = NULL;
-out:
-	free(tf);
-	free(paths);
-	return err;
+static int add_cql(void *ctx, size_t i, size_t n, const char *path,
+		   const char *text, size_t len, char *errstr,
+		   size_t errstr_size)
+{
+	struct loaded *l = ctx;
+
+	if (i == 0 && (l->cf = calloc(n, sizeof(*l->cf))) == NULL)
+		return cb_seterr(errstr, errstr_size, CB_E_NOMEM,
+				 "out of memory");
+	l->n = i + 1;
+	snprintf(l->cf[i].path, sizeof(l->cf[i].path), "%s", path);
+	return cb_cmd_init_split_cql(text, len, path, &l->cf[i].script,
+				     errstr, errstr_size);
 }
 
 static void free_cql(struct cql_file *cf, size_t n)
@@ -785,50 +793,6 @@ static void free_cql(struct cql_file *cf, size_t n)
 	for (size_t i = 0; cf != NULL && i < n; i++)
 		cb_cmd_init_script_release(&cf[i].script);
 	free(cf);
-}
-
-static int load_cql(const struct cb_config *cfg, struct cql_file **out,
-		    size_t *nout, char *errstr, size_t errstr_size)
-{
-	char dir[4096], (*paths)[4096] = NULL;
-	struct cql_file *cf = NULL;
-	size_t n = 0;
-	int err;
-
-	resolve_dir(cfg->cql_dir, "cql", dir, sizeof(dir));
-	err = list_dir(dir, cql_filter, "cql_dir", &paths, &n, errstr,
-		       errstr_size);
-	if (err != 0)
-		return err;
-	cf = calloc(n, sizeof(*cf));
-	if (cf == NULL) {
-		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
-				"out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		char *text;
-		size_t len;
-
-		snprintf(cf[i].path, sizeof(cf[i].path), "%s", paths[i]);
-		err = read_whole(paths[i], CB_CQL_FILE_MAX, &text, &len,
-				 errstr, errstr_size);
-		if (err != 0)
-			goto out;
-		err = cb_cmd_init_split_cql(text, len, paths[i],
-					    &cf[i].script, errstr,
-					    errstr_size);
-		free(text);
-		if (err != 0)
-			goto out;
-	}
-	*out = cf;
-	*nout = n;
-	cf = NULL;
-out:
-	free_cql(cf, n);
-	free(paths);
-	return err;
 }
 
 /* ---- Kafka ---- */
@@ -1331,9 +1295,8 @@ out:
 
 int cb_cmd_init(const struct cb_config *cfg)
 {
-	struct topic_file *tf = NULL;
-	struct cql_file *cf = NULL;
-	size_t ntf = 0, ncf = 0;
+	struct loaded topics_l = {cfg, NULL, NULL, 0};
+	struct loaded cql_l = {cfg, NULL, NULL, 0};
 	bool topics = cfg->nargs == 0, cql = cfg->nargs == 0;
 	char errstr[1024];
 	int rc = CB_EXIT_OK;
@@ -1353,18 +1316,22 @@ int cb_cmd_init(const struct cb_config *cfg)
 	}
 	/* Every file is read and checked before anything is changed. */
 	if ((topics &&
-	     load_topics(cfg, &tf, &ntf, errstr, sizeof(errstr)) != 0) ||
-	    (cql && load_cql(cfg, &cf, &ncf, errstr, sizeof(errstr)) != 0)) {
+	     each_file(cfg->topics_dir, "topics", conf_filter, "topics_dir",
+		       CB_TOPIC_FILE_MAX, add_topic, &topics_l, errstr,
+		       sizeof(errstr)) != 0) ||
+	    (cql && each_file(cfg->cql_dir, "cql", cql_filter, "cql_dir",
+			      CB_CQL_FILE_MAX, add_cql, &cql_l, errstr,
+			      sizeof(errstr)) != 0)) {
 		fprintf(stderr, PROG ": %s\n", errstr);
 		rc = CB_EXIT_USAGE;
 		goto out;
 	}
-	if (topics && init_topics(cfg, tf, ntf) != CB_EXIT_OK)
+	if (topics && init_topics(cfg, topics_l.tf, topics_l.n) != CB_EXIT_OK)
 		rc = CB_EXIT_FAILURE;
-	if (cql && init_cql(cfg, cf, ncf) != CB_EXIT_OK)
+	if (cql && init_cql(cfg, cql_l.cf, cql_l.n) != CB_EXIT_OK)
 		rc = CB_EXIT_FAILURE;
 out:
-	free(tf);
-	free_cql(cf, ncf);
+	free(topics_l.tf);
+	free_cql(cql_l.cf, cql_l.n);
 	return rc;
 }

@@ -118,44 +118,67 @@ static void topic_file_caps(void)
 	CHECK_INT(parse(text), CB_E_PARSE); /* a 293-byte topic name */
 }
 
-/* Every repository topics/ file parses and names the topic its file name
- * says (the convention init's default-topic mapping relies on). */
-static void repo_topic_files(void)
+/*
+ * Calls fn for each file of the repository's directory sub whose name ends
+ * in suffix, with its text (at most CB_CQL_FILE_MAX bytes); returns how
+ * many there were, or -1 when the directory cannot be read.
+ */
+static int each_repo_file(const char *sub, const char *suffix,
+			  void (*fn)(const char *name, const char *text,
+				     size_t len))
 {
-	char dir[1024], path[2048], text[CB_TOPIC_FILE_MAX];
+	static char text[CB_CQL_FILE_MAX];
+	char dir[1024], path[2048];
+	size_t slen = strlen(suffix);
 	struct dirent *e;
-	DIR *d;
 	int n = 0;
+	DIR *d;
 
-	snprintf(dir, sizeof(dir), "%s/topics", t_root());
+	snprintf(dir, sizeof(dir), "%s/%s", t_root(), sub);
 	d = opendir(dir);
-	CHECK(d != NULL);
+	if (d == NULL)
+		return -1;
 	while ((e = readdir(d)) != NULL) {
 		size_t len = strlen(e->d_name), got;
 		FILE *f;
 
-		if (len < 6 || strcmp(e->d_name + len - 5, ".conf") != 0)
+		if (len <= slen || strcmp(e->d_name + len - slen, suffix) != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		f = fopen(path, "r");
 		if (f == NULL)
-			break;
+			continue;
 		got = fread(text, 1, sizeof(text), f);
 		fclose(f);
-		if (cb_cmd_init_parse_topic(text, got, e->d_name, &def, errstr,
-					    sizeof(errstr)) != 0) {
-			printf("# %s\n", errstr);
-			n = -1000;
-		}
-		if (strlen(def.name) != len - 5 ||
-		    memcmp(def.name, e->d_name, len - 5) != 0) {
-			printf("# %s names topic %s\n", e->d_name, def.name);
-			n = -1000;
-		}
+		fn(e->d_name, text, got);
 		n++;
 	}
 	closedir(d);
-	CHECK(n >= 3);
+	return n;
+}
+
+static int repo_errors;
+
+static void one_topic_file(const char *name, const char *text, size_t len)
+{
+	if (cb_cmd_init_parse_topic(text, len, name, &def, errstr,
+				    sizeof(errstr)) != 0) {
+		printf("# %s\n", errstr);
+		repo_errors++;
+	} else if (strlen(def.name) != strlen(name) - 5 ||
+		   memcmp(def.name, name, strlen(name) - 5) != 0) {
+		printf("# %s names topic %s\n", name, def.name);
+		repo_errors++;
+	}
+}
+
+/* Every repository topics/ file parses and names the topic its file name
+ * says (the convention init's default-topic mapping relies on). */
+static void repo_topic_files(void)
+{
+	repo_errors = 0;
+	CHECK(each_repo_file("topics", ".conf", one_topic_file) >= 3);
+	CHECK_INT(repo_errors, 0);
 }
 
 /* ---- the splitter ---- */
@@ -252,35 +275,22 @@ static void split_errors(void)
 		  CB_E_TOOBIG);
 }
 
+static void one_cql_file(const char *name, const char *text, size_t len)
+{
+	if (cb_cmd_init_split_cql(text, len, name, &script, errstr,
+				  sizeof(errstr)) != 0) {
+		printf("# %s\n", errstr);
+		repo_errors++;
+	}
+}
+
 /* The repository's cql/ files split into CREATE statements only. */
 static void repo_cql_files(void)
 {
-	char dir[1024], path[2048];
-	static char text[CB_CQL_FILE_MAX];
-	struct dirent *e;
-	DIR *d;
-
+	repo_errors = 0;
 	cb_cmd_init_script_release(&script);
-	snprintf(dir, sizeof(dir), "%s/cql", t_root());
-	d = opendir(dir);
-	CHECK(d != NULL);
-	while ((e = readdir(d)) != NULL) {
-		size_t len = strlen(e->d_name), got;
-		FILE *f;
-
-		if (len < 5 || strcmp(e->d_name + len - 4, ".cql") != 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		f = fopen(path, "r");
-		if (f == NULL)
-			break;
-		got = fread(text, 1, sizeof(text), f);
-		fclose(f);
-		if (cb_cmd_init_split_cql(text, got, e->d_name, &script,
-					  errstr, sizeof(errstr)) != 0)
-			printf("# %s\n", errstr);
-	}
-	closedir(d);
+	CHECK(each_repo_file("cql", ".cql", one_cql_file) >= 2);
+	CHECK_INT(repo_errors, 0);
 	CHECK(script.n >= 2);
 	for (size_t i = 0; i < script.n; i++) {
 		if (strncmp(script.v[i].text, "CREATE ", 7) != 0 ||
