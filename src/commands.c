@@ -4,6 +4,7 @@
  */
 #include <stddef.h>
 
+#include "chatbattle/cmd.h"
 #include "chatbattle/commands.h"
 #include "chatbattle/irc_msg.h"
 #include "chatbattle/simulate.h"
@@ -12,5 +13,8 @@ const struct cb_command cb_commands[] = {
 	{"run", cb_cmd_run},
 	{"irc-parse", cb_cmd_irc_parse},
 	{"simulate", cb_cmd_simulate},
+	{"init", cb_cmd_init},
+	{"history", cb_cmd_history},
+	{"check", cb_cmd_check},
 	{NULL, NULL},
 };

@@ -1,14 +1,15 @@
-"""cbcql - the few Cassandra helpers that test/infra/cql-apply and the
-integration tests share, on top of Debian's python3-cassandra (the DataStax
-Python driver).  Run it with /usr/bin/python3: the python3 on PATH may be
-another installation without the driver.
+"""cbcql - the few Cassandra helpers the integration tests share, on top
+of Debian's python3-cassandra (the DataStax Python driver).  Run it with
+/usr/bin/python3: the python3 on PATH may be another installation without
+the driver.
 
 connect(): a session to one node, retried until a deadline, because a node
 that answers OPTIONS may still be creating its default superuser (with
 CB_CASSANDRA_AUTH=1) for a moment.
-statements(): splits a .cql file the way chatbattle's own splitter does:
-on ';', after dropping full-line comments ('--' or '//').  The files in
-cql/ keep semicolons out of string literals and comments for that reason.
+statements(): splits a .cql file on ';' after dropping full-line comments
+('--' or '//'): simpler than chatbattle init's splitter (which also knows
+string literals and block comments), so cql/ keeps semicolons out of
+literals and comments for the tests' sake.
 """
 
 import logging
