@@ -20,23 +20,16 @@ cd "${CB_ROOT:-.}" || exit 2
 bin=${CB_BIN:-build/asan/chatbattle}
 [ -x "$bin" ] || { echo "not ok - $bin is built"; exit 1; }
 
+export PYTHONDONTWRITEBYTECODE=1
 exec /usr/bin/python3 - "$bin" <<'PY'
 import json, os, re, signal, socket, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.join(os.getcwd(), "test", "integration", "lib"))
+import cbtest  # noqa: E402 - Report: the ok/not ok protocol
+
 BIN = sys.argv[1]
-failed = 0
-
-
-def check(cond, desc, *diag):
-    global failed
-    print(("ok - " if cond else "not ok - ") + desc)
-    if not cond:
-        failed = 1
-        for d in diag:
-            for line in str(d).splitlines()[:20]:
-                print("# " + line)
-    sys.stdout.flush()
-    return cond
+t = cbtest.Report()
+check = t.check
 
 
 env = {k: v for k, v in os.environ.items() if k not in ("TWITCH_CHANNEL", "CHATBATTLE_CONFIG", "PORT",
@@ -260,5 +253,5 @@ except subprocess.TimeoutExpired:
     rc = p.wait()
 check(rc == 0, "SIGTERM: exit status 0 (no sanitizer report)", log_text()[-3000:])
 os.unlink(log.name)
-sys.exit(failed)
+t.exit()
 PY

@@ -15,23 +15,16 @@ cd "${CB_ROOT:-.}" || exit 2
 bin=${CB_BIN:-build/asan/chatbattle}
 [ -x "$bin" ] || { echo "not ok - $bin is built"; exit 1; }
 
+export PYTHONDONTWRITEBYTECODE=1
 exec /usr/bin/python3 - "$bin" <<'PY'
 import os, signal, socket, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.join(os.getcwd(), "test", "integration", "lib"))
+import cbtest  # noqa: E402 - Report: the ok/not ok protocol
+
 BIN = sys.argv[1]
-failed = 0
-
-
-def check(cond, desc, *diag):
-    global failed
-    print(("ok - " if cond else "not ok - ") + desc)
-    if not cond:
-        failed = 1
-        for d in diag:
-            for line in str(d).splitlines():
-                print("# " + line)
-    sys.stdout.flush()
-    return cond
+t = cbtest.Report()
+check = t.check
 
 
 class Notify:
@@ -186,5 +179,5 @@ while time.monotonic() < deadline and p.poll() is None:
     time.sleep(0.05)
 rc, text = finish(p, log)
 check(seen and rc == 0, "without NOTIFY_SOCKET: runs, and SIGTERM exits 0", text[-2000:])
-sys.exit(failed)
+t.exit()
 PY
