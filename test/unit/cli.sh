@@ -45,7 +45,8 @@ check "--version prints the version" '"$bin" --version | grep -q "^chatbattle [0
 # --- bad configuration: every refusal exits 2 and names where the bad
 # value came from (flag, variable, or file:line) and which setting.
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 # usage_err WANT ARGS...: runs chatbattle --print-config with ARGS; true when
 # it exits 2 and stderr holds WANT (fixed string).
 usage_err() {
