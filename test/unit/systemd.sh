@@ -41,7 +41,7 @@ want=(Type=notify NotifyAccess=main "ExecReload=/bin/kill -HUP \$MAINPID" Watchd
 	EnvironmentFile=-/etc/chatbattle/chatbattle.env DynamicUser=yes ProtectSystem=strict
 	NoNewPrivileges=yes PrivateTmp=yes "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX"
 	SystemCallFilter=@system-service CapabilityBoundingSet= MemoryDenyWriteExecute=yes
-	Restart=on-failure)
+	Restart=on-failure RestartPreventExitStatus=2)
 missing=()
 for d in "${want[@]}"; do
 	grep -qF -- "$d" <(grep -v '^#' "$unit") || missing+=("$d")
