@@ -407,3 +407,87 @@ def fault_stack(*args, timeout_s=300):
     """Runs lib/fault-stack (the private stack with auth); (status, output)."""
     rc, out, err = run([FAULT_STACK] + list(args), timeout_s=timeout_s)
     return rc, out + err
+
+
+# --- the simulator -------------------------------------------------------------
+
+class Simulator:
+    """`chatbattle simulate` on free ports (TLS, self-signed certificate in
+    tmpdir); ctl() speaks its control protocol, stats() parses `stats`."""
+
+    def __init__(self, tmpdir, channels, rate, extra=()):
+        import socket  # noqa: F401  (ctl)
+        self.proc = subprocess.Popen(
+            [BIN, "simulate", "--sim-port=0", "--sim-control-port=0",
+             "--sim-cert-file=%s/sim.pem" % tmpdir, "--sim-rate=%d" % rate,
+             "--sim-channels=%s" % ",".join(channels), "--log-level=warn"] + list(extra),
+            stdout=subprocess.PIPE, text=True)
+        self.info = json.loads(self.proc.stdout.readline())
+        self.cport = self.info["control_port"]
+
+    def irc_args(self):
+        return ["--irc-ca-file", self.info["cert_file"], "--irc-host", "127.0.0.1",
+                "--irc-port", str(self.info["irc_port"]),
+                "--irc-backoff-min", "50", "--irc-backoff-max", "1000"]
+
+    def ctl(self, cmd, timeout=120):
+        import socket
+        with socket.create_connection(("127.0.0.1", self.cport), timeout=timeout) as c:
+            c.sendall(cmd.encode() + b"\n")
+            return c.makefile("r").readline().strip()
+
+    def stats(self):
+        try:
+            return json.loads(self.ctl("stats"))
+        except (OSError, ValueError):
+            return None
+
+    def sent(self):
+        s = self.stats()
+        return s["totals"]["messages"] if s else 0
+
+    def per_channel(self):
+        s = self.stats()
+        return {c: v["messages"] for c, v in s["channels"].items()}
+
+    def joined(self, channels):
+        s = self.stats()
+        return bool(s) and all(s["channels"].get(c, {}).get("joined", 0) >= 1 for c in channels)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                self.ctl("quit", timeout=5)
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def topic_messages(topic, partitions, bootstrap=None):
+    """The chat messages in a topic (type message or none): {message_id:
+    channel_id}, and the number of records read."""
+    ids, n = {}, 0
+    for p in range(partitions):
+        rc, out, err = run(["kcat", "-b", bootstrap or KAFKA, "-C", "-t", topic, "-p", str(p),
+                            "-o", "beginning", "-e", "-q", "-f", "%s\n"], timeout_s=120)
+        for line in out.splitlines():
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            if d.get("type", "message") == "message" and "message_id" in d:
+                n += 1
+                ids[d["message_id"]] = d["channel_id"]
+    return ids, n
+
+
+def stats_per_channel(topic, bootstrap=None):
+    """channel-stats (read_committed) summed over windows per channel."""
+    per = {}
+    for (ch, _), n in read_stats(topic, bootstrap).items():
+        per[ch] = per.get(ch, 0) + n
+    return per
