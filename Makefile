@@ -8,7 +8,10 @@
 #   bench          benchmarks; each prints its figures and targets
 #   fuzz           libFuzzer targets for FUZZ_SECONDS each (clang)
 #   lint           mandoc -T lint, banned functions, man/table agreement
-#   install        binary, man pages, data files, systemd unit
+#   install        binary, man pages, data files (topics/, cql/), systemd
+#                  unit, /etc/chatbattle/chatbattle.env (0600, only if absent)
+#   demo           tools/demo: local Kafka + Cassandra, simulator, chatbattle,
+#                  dashboard URL; Ctrl-C stops what it started
 #   clean          remove build outputs
 # Every top-level target first runs tools/deps.sh, which installs the Debian
 # packages that are missing (set NO_DEPS=1 to skip that step).
@@ -48,7 +51,7 @@ GEN       = $(wildcard build/gen/*.h)
 objs = $(patsubst src/%.c,build/$(1)/%.o,$(2))
 
 .PHONY: all deps chatbattle-bin test check test-unit unit-bins bench bench-bins \
-	fuzz fuzz-bins lint install uninstall clean
+	fuzz fuzz-bins lint install uninstall clean demo FORCE
 
 all: deps
 	@$(MAKE) --no-print-directory chatbattle-bin
@@ -61,9 +64,18 @@ chatbattle-bin: chatbattle
 chatbattle: $(call objs,rel,$(SRCS))
 	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
 
-build/rel/%.o: src/%.c $(HDRS) $(GEN)
+build/rel/%.o: src/%.c $(HDRS) $(GEN) build/rel/.datadir
 	@mkdir -p $(@D)
 	$(CC) $(REL_CFLAGS) -c -o $@ $<
+
+# The release objects carry DATADIR (-DCB_DATADIR, where the installed binary
+# finds topics/ and cql/): `make` then `make install PREFIX=/usr` must not
+# install objects built for /usr/local.  The stamp changes only with DATADIR.
+build/rel/.datadir: FORCE
+	@mkdir -p $(@D)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(DATADIR)" ] || echo "$(DATADIR)" >$@
+
+FORCE:
 
 build/asan/%.o: src/%.c $(HDRS) $(GEN)
 	@mkdir -p $(@D)
@@ -151,6 +163,17 @@ install: all
 	install -m 0644 man/chatbattle.conf.5 $(DESTDIR)$(MANDIR)/man5/chatbattle.conf.5
 	for f in topics/*.conf; do [ -f "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(DATADIR)/topics/; done; true
 	for f in cql/*.cql; do [ -f "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(DATADIR)/cql/; done; true
+	install -m 0644 chatbattle.env.example $(DESTDIR)$(DATADIR)/chatbattle.env.example
+	@# The secrets file: created (0600, all commented) only when absent, so a
+	@# re-install never overwrites what an operator put there.
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/chatbattle
+	[ -e $(DESTDIR)$(SYSCONFDIR)/chatbattle/chatbattle.env ] || \
+		install -m 0600 chatbattle.env.example $(DESTDIR)$(SYSCONFDIR)/chatbattle/chatbattle.env
+
+# The README's first command.  tools/demo installs what is missing (unless
+# NO_DEPS=1) and builds by itself; CHANNEL=foo watches a real channel.
+demo:
+	@tools/demo
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/chatbattle $(DESTDIR)$(MANDIR)/man1/chatbattle.1 \
