@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "chatbattle/config.h"
@@ -914,8 +915,18 @@ void cb_config_format(const struct cb_config *cfg, enum cb_opt_id id,
 		const char *sep = d->type == CB_OT_KV ? "; " : ",";
 
 		for (size_t i = 0; i < l->n && o + 1 < buf_size; i++) {
-			int r = snprintf(buf + o, buf_size - o, "%s%s",
-					 i ? sep : "", l->v[i]);
+			const char *v = l->v[i], *eq = strchr(v, '=');
+			int r;
+
+			/* kafka_opt may carry sasl.password and the like */
+			if (d->type == CB_OT_KV && eq != NULL &&
+			    cb_config_key_is_secret(v, (size_t)(eq - v)))
+				r = snprintf(buf + o, buf_size - o,
+					     "%s%.*s=********", i ? sep : "",
+					     (int)(eq - v), v);
+			else
+				r = snprintf(buf + o, buf_size - o, "%s%s",
+					     i ? sep : "", v);
 			if (r < 0)
 				break;
 			o += (size_t)r;
@@ -923,6 +934,21 @@ void cb_config_format(const struct cb_config *cfg, enum cb_opt_id id,
 		break;
 	}
 	}
+}
+
+bool cb_config_key_is_secret(const char *key, size_t n)
+{
+	static const char *const words[] = {"password", "secret", "token",
+					    "ssl.key", "oauthbearer", "jaas"};
+
+	for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+		size_t wl = strlen(words[w]);
+
+		for (size_t i = 0; i + wl <= n; i++)
+			if (strncasecmp(key + i, words[w], wl) == 0)
+				return true;
+	}
+	return false;
 }
 
 void cb_config_print(const struct cb_config *cfg, FILE *out)

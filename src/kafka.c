@@ -35,8 +35,12 @@ int cb_kafka_conf_set(rd_kafka_conf_t *conf, const char *key,
 
 	if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) !=
 	    RD_KAFKA_CONF_OK)
+		/* librdkafka's reason may quote the value */
 		return cb_seterr(errstr, errstr_size, CB_E_CONFIG,
-				 "Kafka property %s: %s", key, why);
+				 "Kafka property %s: %s", key,
+				 cb_config_key_is_secret(key, strlen(key))
+					 ? "invalid value"
+					 : why);
 	return 0;
 }
 

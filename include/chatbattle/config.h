@@ -104,6 +104,10 @@ struct cb_config {
 	bool print_config;
 };
 
+/* True when a key=value setting's key names a secret (password, secret,
+ * token, private key...): its value is never printed or logged. */
+bool cb_config_key_is_secret(const char *key, size_t n);
+
 /* Fills cfg with the defaults.  Returns 0 or a negative cb_err. */
 int cb_config_init(struct cb_config *cfg, char *errstr, size_t errstr_size);
 

@@ -344,6 +344,31 @@ static void print_config_masks_secrets(void)
 	clear_env();
 }
 
+/* Regression: kafka_opt values such as sasl.password were printed. */
+static void print_config_masks_secret_kafka_opts(void)
+{
+	struct cb_config cfg;
+	char err[256], out[65536];
+	FILE *f = fmemopen(out, sizeof(out), "w");
+
+	clear_env();
+	CHECK(f != NULL);
+	CHECK_INT(load(&cfg, err, sizeof(err), "--channel", "foo", "--kafka-opt",
+		       "sasl.password=hunter2;linger.ms=3;ssl.key.password=k3y",
+		       NULL),
+		  0);
+	cb_config_print(&cfg, f);
+	fclose(f);
+	CHECK(strstr(out, "hunter2") == NULL);
+	CHECK(strstr(out, "k3y") == NULL);
+	CHECK(strstr(out, "kafka_opt = sasl.password=********; linger.ms=3; "
+			  "ssl.key.password=********") != NULL);
+	CHECK(cb_config_key_is_secret("sasl.password", 13));
+	CHECK(!cb_config_key_is_secret("linger.ms", 9));
+	cb_config_release(&cfg);
+	clear_env();
+}
+
 static void print_config_output_reads_back(void)
 {
 	struct cb_config a, b;
@@ -392,6 +417,7 @@ int main(void)
 	RUN(lists_kv_and_hosts);
 	RUN(set_type_checks_choices);
 	RUN(print_config_masks_secrets);
+	RUN(print_config_masks_secret_kafka_opts);
 	RUN(print_config_output_reads_back);
 	return test_done();
 }
