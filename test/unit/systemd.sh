@@ -121,7 +121,7 @@ fi
 # The installed binary finds the installed data files (CB_DATADIR), once
 # some source uses it.
 if grep -q 'CB_DATADIR' src/*.c; then
-	if strings "$root/opt/cb/bin/chatbattle" | grep -q '^/usr/local/share/chatbattle'; then
+	if grep -aq '/usr/local/share/chatbattle' "$root/opt/cb/bin/chatbattle"; then
 		ok "the installed binary looks for its data in DATADIR (/usr/local/share/chatbattle)"
 	else
 		nok "the installed binary looks for its data in DATADIR (/usr/local/share/chatbattle)"
