@@ -260,6 +260,7 @@ class Daemon:
 
     def __init__(self, args, log_path, env=None):
         self.log_path = log_path
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
         self.log = open(log_path, "w")
         e = dict(os.environ)
         e.update(env or {})
