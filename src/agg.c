@@ -274,6 +274,68 @@ static int produce(struct cb_agg *a, const char *topic, int32_t partition,
 	}
 }
 
+static int make_producer(struct cb_agg *a, char *errstr, size_t errstr_size);
+
+/* Everything since the last commit is redone from the committed state. */
+static void start_recovery(struct cb_agg *a)
+{
+	a->need_recovery = true;
+	for (int p = 0; p < a->nparts; p++)
+		if (a->parts[p].state == PS_ACTIVE)
+			a->parts[p].state = PS_RECOVERING;
+}
+
+/* True when the error means another process took our transactional.id. */
+static bool fenced(rd_kafka_resp_err_t code)
+{
+	return code == RD_KAFKA_RESP_ERR__FENCED ||
+	       code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED;
+}
+
+/*
+ * A fatal transactional error that is not fencing (librdkafka 2.0.2 raises
+ * e.g. INVALID_TXN_STATE when a broker outage outlives the transaction
+ * timeout) ends this producer instance, not the aggregator: a new producer
+ * with the same transactional.id bumps the epoch, the coordinator aborts
+ * what the old one left open, and the open windows are rebuilt from the
+ * committed state.  init_transactions waits for the broker (60 s per try)
+ * until it answers or chatbattle stops.  Returns 0, or CB_E_FATAL.
+ */
+static int replace_producer(struct cb_agg *a, const char *why)
+{
+	char errstr[512];
+	int err = CB_E_STOPPED;
+
+	cb_warn(SUB, "%s: replacing the transactional producer", why);
+	cb_metric_add(CB_M_agg_transaction_aborts_total, 1);
+	if (a->producer != NULL) {
+		rd_kafka_purge(a->producer, RD_KAFKA_PURGE_F_QUEUE |
+						    RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_destroy(a->producer);
+		a->producer = NULL;
+	}
+	a->txn_open = false;
+	for (int tries = 0; !atomic_load(&a->stop) && tries < 30; tries++) {
+		err = make_producer(a, errstr, sizeof(errstr));
+		if (err == 0)
+			break;
+		cb_warn(SUB, "new transactional producer: %s (retrying)",
+			errstr);
+		if (a->producer != NULL) {
+			rd_kafka_destroy(a->producer);
+			a->producer = NULL;
+		}
+	}
+	if (err != 0) {
+		fatal(a, "cannot replace the transactional producer");
+		return CB_E_FATAL;
+	}
+	cb_info(SUB, "transactional producer replaced (transactional.id %s)",
+		a->txn_id);
+	start_recovery(a);
+	return 0;
+}
+
 static int txn_begin(struct cb_agg *a)
 {
 	rd_kafka_error_t *e;
@@ -283,10 +345,15 @@ static int txn_begin(struct cb_agg *a)
 	e = rd_kafka_begin_transaction(a->producer);
 	if (e != NULL) {
 		char why[512];
+		bool replace = rd_kafka_error_is_fatal(e) &&
+			       !fenced(rd_kafka_error_code(e));
 
 		snprintf(why, sizeof(why), "begin transaction: %s",
 			 rd_kafka_error_string(e));
 		rd_kafka_error_destroy(e);
+		if (replace)
+			return replace_producer(a, why) == 0 ? CB_E_AGAIN
+							     : CB_E_FATAL;
 		fatal(a, why);
 		return CB_E_FATAL;
 	}
@@ -391,6 +458,10 @@ static int apply_ready(struct cb_agg *a, int p)
 		if (e->has_row && e->offset > pt->acked)
 			break;
 		err = apply_entry(a, p, e);
+		/* the transaction was aborted (or its producer replaced):
+		 * this partition is redone from the committed state */
+		if (err == CB_E_AGAIN && a->need_recovery)
+			return 0;
 		if (err != 0)
 			return err;
 		pt->applied_next = e->offset + 1;
@@ -700,17 +771,18 @@ static void txn_abort(struct cb_agg *a, const char *why)
 			continue;
 		}
 		char msg[512];
+		bool replace = !fenced(rd_kafka_error_code(e));
 
 		snprintf(msg, sizeof(msg), "abort transaction: %s",
 			 rd_kafka_error_string(e));
 		rd_kafka_error_destroy(e);
-		fatal(a, msg);
+		if (replace && !atomic_load(&a->stop))
+			replace_producer(a, msg);
+		else
+			fatal(a, msg);
 		return;
 	}
-	a->need_recovery = true;
-	for (int p = 0; p < a->nparts; p++)
-		if (a->parts[p].state == PS_ACTIVE)
-			a->parts[p].state = PS_RECOVERING;
+	start_recovery(a);
 }
 
 /* Handles a transactional API error: 0 to retry, else the error. */
@@ -731,9 +803,12 @@ static int txn_error(struct cb_agg *a, rd_kafka_error_t *e, const char *what,
 		rd_kafka_error_destroy(e);
 		return 0;
 	}
-	if (rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__FENCED ||
-	    rd_kafka_error_code(e) ==
-		    RD_KAFKA_RESP_ERR_PRODUCER_FENCED)
+	if (rd_kafka_error_is_fatal(e) && !fenced(rd_kafka_error_code(e)) &&
+	    !atomic_load(&a->stop)) {
+		rd_kafka_error_destroy(e);
+		return replace_producer(a, msg) == 0 ? CB_E_AGAIN : CB_E_FATAL;
+	}
+	if (fenced(rd_kafka_error_code(e)))
 		snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
 			 " (another process uses transactional.id %s: give "
 			 "each instance its own --instance-id)",
