@@ -128,6 +128,7 @@ struct conn {
 	int ninflight;
 	int backoff_ms;
 	int64_t reconnect_at_ms;
+	int64_t connect_ms;     /* when the current connect began */
 	int64_t last_read_ms;
 	bool lz4;
 	char why[256];          /* last failure, for logs */
@@ -312,7 +313,7 @@ static struct part *part_of(struct cql *w, int32_t partition)
 	return p;
 }
 
-/* Pushes the pending acks; false when the ring is full (retried soon). */
+/* Pushes the pending acks; when the ring is full, retries in 1 ms. */
 static void flush_acks(struct cql *w)
 {
 	bool blocked = false;
@@ -951,6 +952,7 @@ static void conn_connect(struct conn *c)
 
 	conn_close(c);
 	c->state = C_CONNECTING;
+	c->connect_ms = cb_mono_ms();
 	c->lz4 = w->lz4;
 	cb_metric_add(CB_M_cql_reconnects_total, 1);
 	if (w->ssl_ctx != NULL) {
@@ -1214,10 +1216,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 				  w->cfg->cassandra_timeout_ms);
 			continue;
 		}
+		/* bufferevent has no connect timeout of its own */
 		if (c->state == C_CONNECTING &&
-		    now - c->reconnect_at_ms > w->cfg->cassandra_timeout_ms &&
-		    c->reconnect_at_ms != 0) {
-			/* bufferevent has no connect timeout of its own */
+		    now - c->connect_ms > w->cfg->cassandra_timeout_ms) {
+			conn_fail(c, "connect timed out after %" PRId64 " ms",
+				  w->cfg->cassandra_timeout_ms);
+			continue;
 		}
 		if (c->state != C_READY && c->state != C_PREPARE)
 			continue;
