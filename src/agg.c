@@ -61,7 +61,7 @@
 
 #define SUB "agg"
 /* Per-partition FIFO of records waiting for acks (bytes). */
-#define PEND_CAP (1u << 20)
+#define PEND_CAP (2u << 20)
 /* The largest FIFO entry; a partition pauses when less than this is free. */
 #define PEND_MAX_ENTRY (128u << 10)
 /* Raw bytes a dead-letter record keeps of an invalid input. */
@@ -69,6 +69,14 @@
 /* Largest input record parsed (larger ones are dead letters). */
 #define INPUT_MAX (1u << 20)
 #define POLL_BATCH 512
+/* librdkafka's fetch queue limit (KiB), and the nudge (see nudge_fetch). */
+#define FETCHQ_KBYTES 8192
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define NUDGE_IDLE_MS 30
+#define NUDGE_EVERY_MS 100
+/* How long the loop holds (stops polling) before it pauses partitions. */
+#define HOLD_MAX_MS 1000
 #define TXN_TIMEOUT_MS 30000
 #define STOP_DRAIN_MS 5000
 
@@ -130,6 +138,13 @@ struct cb_agg {
 	uint32_t row_max;
 	int64_t next_commit_ms;
 	int64_t next_debug_ms;
+	/* the fetch nudge: bytes taken since the queue was last empty, the
+	 * queue went empty at (0: it is not), a stall is suspected */
+	uint64_t streak_bytes;
+	int64_t empty_since_ms;
+	int64_t last_nudge_ms;
+	bool suspect_stall;
+	int64_t hold_since_ms; /* the loop stopped polling at, 0: it polls */
 };
 
 static void fatal(struct cb_agg *a, const char *what)
@@ -828,6 +843,7 @@ static int commit(struct cb_agg *a)
 	rd_kafka_consumer_group_metadata_t *cgmd;
 	rd_kafka_error_t *e;
 	int64_t now = cb_wall_ms();
+	uint64_t t0 = cb_mono_ns();
 	int err = 0, tries;
 	bool any = a->txn_open;
 
@@ -883,6 +899,8 @@ static int commit(struct cb_agg *a)
 			break;
 	}
 	if (err == 0) {
+		cb_metric_observe_us(CB_M_agg_commit_latency_us,
+				     (cb_mono_ns() - t0) / 1000);
 		a->txn_open = false;
 		for (int i = 0; i < offsets->cnt; i++)
 			a->parts[offsets->elems[i].partition].committed =
@@ -1267,21 +1285,69 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---- the thread ---- */
 
-/* Pauses every active partition while the rows ring is short of space for
- * one more record, and resumes them when it has drained to half. */
-static void rows_backpressure(struct cb_agg *a)
+static bool rows_short(const struct cb_agg *a)
 {
 	struct cb_ring_stats st;
-	uint64_t free_bytes;
 
 	cb_ring_stats(a->app->rows, &st);
-	free_bytes = st.capacity - st.used;
-	if (!a->rows_paused && free_bytes < 2 * (uint64_t)a->row_max) {
+	return st.capacity - st.used < 2 * (uint64_t)a->row_max;
+}
+
+static bool fifo_high(const struct part *pt)
+{
+	return fifo_used(pt) > PEND_CAP - 2 * PEND_MAX_ENTRY;
+}
+
+/*
+ * Back-pressure, first step: while the rows ring is short of space for one
+ * more record, or an active partition's FIFO is nearly full, the loop holds
+ * - it stops taking records and only drains acks.  Records wait in
+ * librdkafka's bounded fetch queue; nothing is fetched twice.  Returns
+ * true while holding.  A hold longer than HOLD_MAX_MS (Cassandra slow or
+ * down) turns into pauses: the full partitions, or all of them for the
+ * rows ring, so that the others go on and the consumer keeps serving
+ * group events; a pause makes librdkafka drop what it had fetched.
+ */
+static bool hold(struct cb_agg *a)
+{
+	int64_t now = cb_mono_ms();
+	bool rows = !a->rows_paused && rows_short(a), any = rows;
+
+	for (int p = 0; p < a->nparts && !any; p++)
+		if (a->parts[p].state == PS_ACTIVE && !a->parts[p].paused &&
+		    fifo_high(&a->parts[p]))
+			any = true;
+	if (!any) {
+		a->hold_since_ms = 0;
+		return false;
+	}
+	if (a->hold_since_ms == 0) {
+		a->hold_since_ms = now;
+		cb_metric_add(CB_M_agg_holds_total, 1);
+	}
+	if (now - a->hold_since_ms < HOLD_MAX_MS)
+		return true;
+	a->hold_since_ms = 0;
+	if (rows) {
 		for (int p = 0; p < a->nparts; p++)
 			if (a->parts[p].state == PS_ACTIVE)
 				pause_one(a, p, true);
 		a->rows_paused = true;
-	} else if (a->rows_paused && free_bytes >= st.capacity / 2) {
+	}
+	for (int p = 0; p < a->nparts; p++)
+		if (a->parts[p].state == PS_ACTIVE && fifo_high(&a->parts[p]))
+			pause_one(a, p, true);
+	return false;
+}
+
+/* Resumes the partitions paused for the rows ring once it has drained to
+ * half. */
+static void rows_backpressure(struct cb_agg *a)
+{
+	struct cb_ring_stats st;
+
+	cb_ring_stats(a->app->rows, &st);
+	if (a->rows_paused && st.capacity - st.used >= st.capacity / 2) {
 		a->rows_paused = false;
 		for (int p = 0; p < a->nparts; p++)
 			if (a->parts[p].state == PS_ACTIVE &&
@@ -1343,8 +1409,6 @@ static void handle_message(struct cb_agg *a, rd_kafka_message_t *m)
 		fatal(a, cb_strerror(err));
 		return;
 	}
-	if (fifo_used(&a->parts[p]) > PEND_CAP - 2 * PEND_MAX_ENTRY)
-		pause_one(a, p, true);
 	/* Nothing waits for an ack ahead of it: apply now. */
 	if (apply_ready(a, p) != 0)
 		fatal(a, "applying records failed");
@@ -1366,6 +1430,70 @@ static void debug_state(const struct cb_agg *a)
 			 pt->acked, pt->applied_next, pt->committed, pt->pos,
 			 fifo_used(pt));
 	}
+}
+
+/*
+ * librdkafka 2.0.2 stops fetching a partition while its fetch queue is over
+ * queued.max.messages.kbytes and looks again only when some operation wakes
+ * its broker thread, or after up to a second: every time the aggregator
+ * falls that far behind (a slow transaction commit, Cassandra back-pressure)
+ * the pipeline would stand still for most of a second.  (Later librdkafka
+ * versions have fetch.queue.backoff.ms for this.)  So when the queue has
+ * been empty for NUDGE_IDLE_MS although a partition is known to have more
+ * (its cached high watermark is past our position), or after a streak long
+ * enough to have reached the limit, the aggregator seeks every active
+ * partition to its own position: an asynchronous operation that wakes the
+ * broker thread, which fetches from exactly where we are.  Nothing is lost
+ * or taken twice: the seek is to the offset after the last record taken.
+ */
+static void nudge_fetch(struct cb_agg *a, bool queue_empty)
+{
+	int64_t now = cb_mono_ms();
+	bool lag = false;
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_error_t *e;
+
+	if (!queue_empty) {
+		a->empty_since_ms = 0;
+		return;
+	}
+	if (a->empty_since_ms == 0) {
+		a->empty_since_ms = now;
+		if (a->streak_bytes >= (uint64_t)FETCHQ_KBYTES * 1024 / 2)
+			a->suspect_stall = true;
+		a->streak_bytes = 0;
+	}
+	if (now - a->empty_since_ms < NUDGE_IDLE_MS ||
+	    now - a->last_nudge_ms < NUDGE_EVERY_MS)
+		return;
+	l = rd_kafka_topic_partition_list_new(a->nparts);
+	for (int p = 0; p < a->nparts; p++) {
+		struct part *pt = &a->parts[p];
+		int64_t lo, hi;
+
+		if (pt->state != PS_ACTIVE || pt->paused || pt->pos < 0)
+			continue;
+		if (rd_kafka_get_watermark_offsets(a->consumer,
+						   a->cfg->topic_messages, p,
+						   &lo, &hi) ==
+			    RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    hi > pt->pos)
+			lag = true;
+		rd_kafka_topic_partition_list_add(l, a->cfg->topic_messages, p)
+			->offset = pt->pos;
+	}
+	if (l->cnt > 0 && (lag || a->suspect_stall)) {
+		e = rd_kafka_seek_partitions(a->consumer, l, 0);
+		if (e != NULL) {
+			cb_warn(SUB, "fetch nudge: %s", rd_kafka_error_string(e));
+			rd_kafka_error_destroy(e);
+		}
+		cb_metric_add(CB_M_agg_fetch_nudges_total, 1);
+		a->suspect_stall = false;
+		a->last_nudge_ms = now;
+		a->empty_since_ms = now;
+	}
+	rd_kafka_topic_partition_list_destroy(l);
 }
 
 static void *agg_main(void *arg)
@@ -1403,20 +1531,36 @@ static void *agg_main(void *arg)
 		timeout = (int)(a->next_commit_ms - now);
 		if (anything_pending(a) && timeout > 2)
 			timeout = 2; /* acks arrive on the ring, not here */
+		bool empty = false;
+		int32_t m_partition;
+
+		if (hold(a)) {
+			cb_ring_wait(a->app->acks, timeout < 5 ? timeout : 5);
+			continue;
+		}
 		for (int i = 0; i < POLL_BATCH && !a->fatal; i++) {
 			rd_kafka_message_t *m =
 				rd_kafka_consumer_poll(a->consumer, timeout);
 
-			if (m == NULL)
+			if (m == NULL) {
+				empty = true;
 				break;
+			}
 			timeout = 0;
+			m_partition = m->partition;
+			a->streak_bytes += m->len;
 			handle_message(a, m);
 			rd_kafka_message_destroy(m);
-			if (a->need_recovery)
+			if (a->need_recovery ||
+			    (m_partition >= 0 && m_partition < a->nparts &&
+			     fifo_high(&a->parts[m_partition])) ||
+			    rows_short(a))
 				break;
 		}
 		cb_ring_commit(a->app->rows);
 		rd_kafka_poll(a->producer, 0);
+		if (!a->need_recovery)
+			nudge_fetch(a, empty);
 	}
 	if (!a->fatal) {
 		/* Orderly stop: let the writer acknowledge what is pending
@@ -1565,7 +1709,7 @@ static int make_consumer(struct cb_agg *a, char *errstr, size_t errstr_size)
 		{"session.timeout.ms", "10000"},
 		{"heartbeat.interval.ms", "2000"},
 		/* Bounded fetch buffers: RSS stays small. */
-		{"queued.max.messages.kbytes", "12288"},
+		{"queued.max.messages.kbytes", STR(FETCHQ_KBYTES)},
 		{"fetch.max.bytes", "1048576"},
 		{"max.partition.fetch.bytes", "262144"},
 	};

@@ -31,9 +31,10 @@ static const struct {
 };
 
 static const uint64_t bucket_us[CB_HIST_BUCKETS - 1] = {
-	50,	100,	250,	 500,	  1000,	   2500,    5000,    10000,
-	25000,	50000,	100000, 250000, 500000, 1000000, 2500000, 5000000,
-	10000000};
+	50,	 100,	  250,	   500,	    1000,    2500,    5000,
+	10000,	 25000,	  50000,   75000,   100000,  150000,  200000,
+	250000,	 300000,  400000,  500000,  750000,  1000000, 2500000,
+	5000000, 10000000};
 
 /* Histograms are stored apart; cb_metric_values[id] holds their count. */
 static _Atomic uint64_t hist_buckets[CB_M_COUNT][CB_HIST_BUCKETS];

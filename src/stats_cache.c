@@ -492,6 +492,11 @@ int cb_stats_cache_apply(struct cb_stats_cache *c, const char *key,
 	if (recv_ms > 0 && now_ms > 0 && now_ms >= recv_ms)
 		cb_metric_observe_us(CB_M_e2e_latency_us,
 				     (uint64_t)(now_ms - recv_ms) * 1000);
+	/* The share of it after the aggregator emitted: its transaction
+	 * commit and this consumer's fetch. */
+	if (w[VW_UPDATED] > 0 && now_ms > 0 && now_ms >= w[VW_UPDATED])
+		cb_metric_observe_us(CB_M_stats_delivery_latency_us,
+				     (uint64_t)(now_ms - w[VW_UPDATED]) * 1000);
 
 	/* The restorable state is the aggregator's business, and big. */
 	json_object_del(doc, "state");

@@ -27,7 +27,7 @@ enum cb_metric_id {
 };
 
 /* Histogram bucket upper bounds in microseconds (the last is +Inf). */
-#define CB_HIST_BUCKETS 18
+#define CB_HIST_BUCKETS 24
 
 extern _Atomic uint64_t cb_metric_values[CB_M_COUNT];
 
