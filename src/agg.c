@@ -61,7 +61,7 @@
 
 #define SUB "agg"
 /* Per-partition FIFO of records waiting for acks (bytes). */
-#define PEND_CAP (2u << 20)
+#define PEND_CAP (1u << 20)
 /* The largest FIFO entry; a partition pauses when less than this is free. */
 #define PEND_MAX_ENTRY (128u << 10)
 /* Raw bytes a dead-letter record keeps of an invalid input. */

@@ -71,6 +71,12 @@
 #define FIFO_ROWS 65536u        /* rows outstanding per Kafka partition */
 #define PARTS_MAX 4096          /* Kafka partitions we track */
 #define READ_HIGH_WATER (8u << 20)
+/* Buffer bytes of the requests in use: the memory bound of the writer (a
+ * request keeps its buffer for reuse, and the free list is LIFO, so the
+ * buffers ever grown are about those of the busiest moment).  4 MiB is 125 ms at 64,000 rows/s,
+ * far more than Cassandra needs to stay busy; when Cassandra is the
+ * bottleneck, more in flight only makes its queue longer. */
+#define INFLIGHT_BYTES_MAX (4u << 20)
 
 enum conn_state {
 	C_DOWN,
@@ -180,6 +186,7 @@ struct cql {
 
 	struct part *parts;     /* [PARTS_MAX], indexed by partition */
 	uint64_t rows_outstanding;
+	uint64_t bytes_inflight; /* sum of cap of the requests in use */
 	bool acks_blocked;
 
 	struct cb_cql_wbuf out; /* frame scratch */
@@ -209,6 +216,7 @@ static struct req *req_get(struct cql *w)
 	if (r == NULL)
 		return NULL;
 	w->free_reqs = r->next;
+	w->bytes_inflight += r->cap;
 	r->next = NULL;
 	r->len = 0;
 	r->nrows = 0;
@@ -220,6 +228,7 @@ static struct req *req_get(struct cql *w)
 
 static void req_put(struct cql *w, struct req *r)
 {
+	w->bytes_inflight -= r->cap;
 	r->next = w->free_reqs;
 	w->free_reqs = r;
 	/* a request freed: pulling may go on */
@@ -1047,7 +1056,7 @@ static bool can_take(const struct cql *w)
 	return w->free_reqs != NULL &&
 	       w->rows_outstanding + (uint64_t)w->batch_rows <
 		       FIFO_ROWS / 2 &&
-	       !w->acks_blocked;
+	       w->bytes_inflight < INFLIGHT_BYTES_MAX && !w->acks_blocked;
 }
 
 static bool same_channel(const struct req *r, const struct cb_row_hdr *h)
@@ -1077,6 +1086,7 @@ static bool req_add(struct cql *w, struct req *r, const struct cb_row_hdr *h,
 		if (d == NULL)
 			return false;
 		r->data = d;
+		w->bytes_inflight += cap - r->cap;
 		r->cap = cap;
 	}
 	memcpy(r->data + r->len, h, len);

@@ -31,10 +31,12 @@
 #define CB_VERSION "0.0.0"
 #endif
 
-/* Ring sizes: enough for ~100 ms of bursts at full speed, small enough for
- * the 64 MiB RSS budget. */
-#define RING_IRC_OUT_BYTES (4u << 20)
-#define RING_ROWS_BYTES (4u << 20)
+/* Ring sizes: about 50 ms of records at 75,000 messages/s, small enough
+ * for the 64 MiB RSS budget (a ring's pages all become resident once it
+ * has wrapped).  The queues behind them (librdkafka's, the aggregator's
+ * FIFOs) absorb the longer waits. */
+#define RING_IRC_OUT_BYTES (2u << 20)
+#define RING_ROWS_BYTES (2u << 20)
 #define RING_ACKS_BYTES (256u << 10)
 #define RING_IRC_CMD_BYTES (64u << 10)
 
