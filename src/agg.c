@@ -70,7 +70,7 @@
 #define INPUT_MAX (1u << 20)
 #define POLL_BATCH 512
 /* librdkafka's fetch queue limit (KiB), and the nudge (see nudge_fetch). */
-#define FETCHQ_KBYTES 8192
+#define FETCHQ_KBYTES 4096
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define NUDGE_IDLE_MS 30
