@@ -217,6 +217,7 @@ static struct req *req_get(struct cql *w)
 		return NULL;
 	w->free_reqs = r->next;
 	w->bytes_inflight += r->cap;
+	cb_metric_set(CB_M_cql_buffer_bytes, (int64_t)w->bytes_inflight);
 	r->next = NULL;
 	r->len = 0;
 	r->nrows = 0;
@@ -229,6 +230,7 @@ static struct req *req_get(struct cql *w)
 static void req_put(struct cql *w, struct req *r)
 {
 	w->bytes_inflight -= r->cap;
+	cb_metric_set(CB_M_cql_buffer_bytes, (int64_t)w->bytes_inflight);
 	r->next = w->free_reqs;
 	w->free_reqs = r;
 	/* a request freed: pulling may go on */
@@ -1087,6 +1089,7 @@ static bool req_add(struct cql *w, struct req *r, const struct cb_row_hdr *h,
 			return false;
 		r->data = d;
 		w->bytes_inflight += cap - r->cap;
+		cb_metric_set(CB_M_cql_buffer_bytes, (int64_t)w->bytes_inflight);
 		r->cap = cap;
 	}
 	memcpy(r->data + r->len, h, len);
