@@ -1328,15 +1328,14 @@ static bool hold(struct cb_agg *a)
 	if (now - a->hold_since_ms < HOLD_MAX_MS)
 		return true;
 	a->hold_since_ms = 0;
-	if (rows) {
-		for (int p = 0; p < a->nparts; p++)
-			if (a->parts[p].state == PS_ACTIVE)
-				pause_one(a, p, true);
-		a->rows_paused = true;
-	}
 	for (int p = 0; p < a->nparts; p++)
-		if (a->parts[p].state == PS_ACTIVE && fifo_high(&a->parts[p]))
+		if (a->parts[p].state == PS_ACTIVE && !a->parts[p].paused &&
+		    (rows || fifo_high(&a->parts[p]))) {
 			pause_one(a, p, true);
+			cb_metric_add(CB_M_agg_pauses_total, 1);
+		}
+	if (rows)
+		a->rows_paused = true;
 	return false;
 }
 
@@ -1393,6 +1392,7 @@ static void handle_message(struct cb_agg *a, rd_kafka_message_t *m)
 		rd_kafka_topic_partition_list_add(l, a->cfg->topic_messages, p)
 			->offset = m->offset;
 		pause_one(a, p, true);
+		cb_metric_add(CB_M_agg_pauses_total, 1);
 		a->parts[p].pos = m->offset;
 		e = rd_kafka_seek_partitions(a->consumer, l, 5000);
 		if (e != NULL) {
