@@ -992,9 +992,14 @@ static int read_stats(struct cb_agg *a, rd_kafka_topic_partition_list_t *l,
 	if (err == 0)
 		err = cb_kafka_conf_set(conf, "enable.auto.commit", "false",
 					errstr, errstr_size);
+	/* Small buffers: the records are big (their restorable state) and
+	 * only the newest per channel is kept; RSS stays in budget at start. */
 	if (err == 0)
 		err = cb_kafka_conf_set(conf, "queued.max.messages.kbytes",
-					"8192", errstr, errstr_size);
+					"2048", errstr, errstr_size);
+	if (err == 0)
+		err = cb_kafka_conf_set(conf, "fetch.max.bytes", "1048576",
+					errstr, errstr_size);
 	if (err != 0)
 		goto out;
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
