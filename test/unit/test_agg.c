@@ -461,27 +461,28 @@ static void writer_stalls(struct rig *r)
  * messages/s the hot partition paused and re-fetched the same megabytes
  * several times a second.  Either way the counts stay exact.
  */
+/* Waits (10 s at most) until a counter moves from 0; true when it did. */
+static bool counter_moves(enum cb_metric_id id)
+{
+	for (int64_t end = t_now_ms() + 10000;
+	     cb_metric_get(id) == 0 && t_now_ms() < end;)
+		poll(NULL, 0, 2);
+	return cb_metric_get(id) > 0;
+}
+
 static void stall_holds_then_pauses(struct rig *r)
 {
-	int64_t end;
-
 	cb_metrics_reset();
 	writer_stalls(r);
 	CHECK_INT(produce_batch(1000, 2300), 0);
-	for (end = t_now_ms() + 10000;
-	     cb_metric_get(CB_M_agg_holds_total) == 0 && t_now_ms() < end;)
-		poll(NULL, 0, 2);
-	CHECK(cb_metric_get(CB_M_agg_holds_total) > 0);
+	CHECK(counter_moves(CB_M_agg_holds_total));
 	atomic_store(&r->w.hold, false); /* well within the second */
 	CHECK(stats_match("stats", 30000));
 	CHECK_INT(cb_metric_get(CB_M_agg_pauses_total), 0);
 
 	writer_stalls(r);
 	CHECK_INT(produce_batch(1000, 3300), 0);
-	for (end = t_now_ms() + 10000;
-	     cb_metric_get(CB_M_agg_pauses_total) == 0 && t_now_ms() < end;)
-		poll(NULL, 0, 5);
-	CHECK(cb_metric_get(CB_M_agg_pauses_total) > 0);
+	CHECK(counter_moves(CB_M_agg_pauses_total));
 	atomic_store(&r->w.hold, false);
 	CHECK(stats_match("stats", 30000));
 }

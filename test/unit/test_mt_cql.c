@@ -351,13 +351,58 @@ static uint32_t put_row(uint8_t *p, uint32_t i, int64_t offset)
 	return (uint32_t)(sizeof(h) + 20);
 }
 
+/* Pushes rows numbered *pushed.. until limit or the ring is full (true). */
+static bool push_rows(struct cb_ring *rows, uint32_t *pushed, uint32_t limit,
+		      int64_t *next_off)
+{
+	bool full = false;
+
+	while (*pushed < limit) {
+		uint8_t *slot = cb_ring_reserve(rows, 256);
+
+		if (slot == NULL) {
+			full = true;
+			break;
+		}
+		cb_ring_shrink(rows, put_row(slot, *pushed,
+					     next_off[*pushed % PARTS]++));
+		(*pushed)++;
+	}
+	cb_ring_commit(rows);
+	return full;
+}
+
 static struct fake fk;
+
+/* Settings from argv, the rows and acks rings, and the writer started. */
+static int writer_up(struct cb_config *cfg, struct cb_app *app, int argc,
+		     char **argv)
+{
+	char errstr[256];
+
+	memset(app, 0, sizeof(*app));
+	if (cb_config_init(cfg, errstr, sizeof(errstr)) != 0 ||
+	    cb_config_load(cfg, argc, argv, errstr, sizeof(errstr)) != 0)
+		goto fail;
+	app->cfg = cfg;
+	if (cb_ring_new(&app->rows, 1u << 16, "rows", errstr,
+			sizeof(errstr)) != 0 ||
+	    cb_ring_new(&app->acks, 1u << 14, "acks", errstr,
+			sizeof(errstr)) != 0)
+		goto fail;
+	cb_metrics_reset();
+	if (cb_cql_start(app, errstr, sizeof(errstr)) == 0)
+		return 0;
+fail:
+	printf("# %s\n", errstr);
+	return -1;
+}
 
 static void writer_survives_scripted_failures(void)
 {
 	struct cb_config cfg;
 	struct cb_app app;
-	char errstr[256], hosts[64];
+	char hosts[64];
 	char *argv[] = {"t",
 			"--cassandra-hosts",
 			hosts,
@@ -381,35 +426,14 @@ static void writer_survives_scripted_failures(void)
 	fk.invalid_at = 60;
 	fake_start(&fk);
 	snprintf(hosts, sizeof(hosts), "127.0.0.1:%d", fk.port);
-	memset(&app, 0, sizeof(app));
-	CHECK_INT(cb_config_init(&cfg, errstr, sizeof(errstr)), 0);
-	CHECK_INT(cb_config_load(&cfg, 11, argv, errstr, sizeof(errstr)), 0);
 	cb_log_init(cb_log_level_parse("error"));
-	app.cfg = &cfg;
-	CHECK_INT(cb_ring_new(&app.rows, 1u << 16, "rows", errstr,
-			      sizeof(errstr)),
-		  0);
-	CHECK_INT(cb_ring_new(&app.acks, 1u << 14, "acks", errstr,
-			      sizeof(errstr)),
-		  0);
-	cb_metrics_reset();
-	CHECK_INT(cb_cql_start(&app, errstr, sizeof(errstr)), 0);
+	CHECK_INT(writer_up(&cfg, &app, 11, argv), 0);
 	deadline = cb_mono_ms() + 60000;
 	while (!all && cb_mono_ms() < deadline) {
 		const struct cb_ack *a;
 		uint32_t len;
 
-		while (pushed < ROWS) {
-			uint8_t *slot = cb_ring_reserve(app.rows, 256);
-
-			if (slot == NULL)
-				break;
-			cb_ring_shrink(app.rows,
-				       put_row(slot, pushed,
-					       next_off[pushed % PARTS]++));
-			pushed++;
-		}
-		cb_ring_commit(app.rows);
+		push_rows(app.rows, &pushed, ROWS, next_off);
 		while ((a = cb_ring_read(app.acks, &len)) != NULL) {
 			if (a->partition < 0 || a->partition >= PARTS ||
 			    a->generation != 7 || a->offset <= acked[a->partition])
@@ -460,7 +484,7 @@ static void writer_memory_is_bounded_when_cassandra_stalls(void)
 {
 	struct cb_config cfg;
 	struct cb_app app;
-	char errstr[256], hosts[64];
+	char hosts[64];
 	char *argv[] = {"t", "--cassandra-hosts", hosts, "--log-level", "error",
 			NULL};
 	int64_t next_off[PARTS] = {0}, deadline, stable_since = 0;
@@ -471,38 +495,14 @@ static void writer_memory_is_bounded_when_cassandra_stalls(void)
 	fk2.silent = true;
 	fake_start(&fk2);
 	snprintf(hosts, sizeof(hosts), "127.0.0.1:%d", fk2.port);
-	memset(&app, 0, sizeof(app));
-	CHECK_INT(cb_config_init(&cfg, errstr, sizeof(errstr)), 0);
-	CHECK_INT(cb_config_load(&cfg, 5, argv, errstr, sizeof(errstr)), 0);
-	app.cfg = &cfg;
-	CHECK_INT(cb_ring_new(&app.rows, 1u << 16, "rows", errstr,
-			      sizeof(errstr)),
-		  0);
-	CHECK_INT(cb_ring_new(&app.acks, 1u << 14, "acks", errstr,
-			      sizeof(errstr)),
-		  0);
-	cb_metrics_reset();
-	CHECK_INT(cb_cql_start(&app, errstr, sizeof(errstr)), 0);
+	CHECK_INT(writer_up(&cfg, &app, 5, argv), 0);
 	/* Push until the writer stops taking rows: the ring stays full and
 	 * the writer's buffers stop changing for 300 ms. */
 	deadline = cb_mono_ms() + 30000;
 	while (cb_mono_ms() < deadline) {
 		int64_t now = cb_mono_ms(), b;
 
-		full = false;
-		while (!full) {
-			uint8_t *slot = cb_ring_reserve(app.rows, 256);
-
-			if (slot == NULL) {
-				full = true;
-				break;
-			}
-			cb_ring_shrink(app.rows,
-				       put_row(slot, pushed,
-					       next_off[pushed % PARTS]++));
-			pushed++;
-		}
-		cb_ring_commit(app.rows);
+		full = push_rows(app.rows, &pushed, UINT32_MAX, next_off);
 		b = cb_metric_get(CB_M_cql_buffer_bytes);
 		if (b > peak)
 			peak = b;
