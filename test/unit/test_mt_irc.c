@@ -598,8 +598,23 @@ static void test_tls_hostname_mismatch(void)
 	sim_down(&s);
 }
 
+/* Regression: writing to a peer that has closed returns EPIPE in every
+ * unit test, as in the daemon; the process is not killed by SIGPIPE. */
+static void test_write_to_closed_peer_is_epipe(void)
+{
+	int sv[2];
+	ssize_t n;
+
+	CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	close(sv[1]);
+	n = write(sv[0], "x", 1);
+	CHECK(n == -1 && errno == EPIPE);
+	close(sv[0]);
+}
+
 int main(void)
 {
+	RUN(test_write_to_closed_peer_is_epipe);
 	cb_log_init(getenv("CB_TEST_DEBUG") ? CB_LOG_DEBUG : CB_LOG_ERROR);
 	RUN(test_anonymous_login_and_chat);
 	RUN(test_token_login);
