@@ -1451,6 +1451,11 @@ static void debug_state(const struct cb_agg *a)
  * broker thread, which fetches from exactly where we are.  Nothing is lost
  * or taken twice: the seek is to the offset after the last record taken.
  */
+static bool nudgeable(const struct part *pt)
+{
+	return pt->state == PS_ACTIVE && !pt->paused && pt->pos >= 0;
+}
+
 static void nudge_fetch(struct cb_agg *a, bool queue_empty)
 {
 	int64_t now = cb_mono_ms();
@@ -1471,23 +1476,24 @@ static void nudge_fetch(struct cb_agg *a, bool queue_empty)
 	if (now - a->empty_since_ms < NUDGE_IDLE_MS ||
 	    now - a->last_nudge_ms < NUDGE_EVERY_MS)
 		return;
-	l = rd_kafka_topic_partition_list_new(a->nparts);
-	for (int p = 0; p < a->nparts; p++) {
-		struct part *pt = &a->parts[p];
+	for (int p = 0; p < a->nparts && !lag && !a->suspect_stall; p++) {
 		int64_t lo, hi;
 
-		if (pt->state != PS_ACTIVE || pt->paused || pt->pos < 0)
-			continue;
-		if (rd_kafka_get_watermark_offsets(a->consumer,
-						   a->cfg->topic_messages, p,
-						   &lo, &hi) ==
-			    RD_KAFKA_RESP_ERR_NO_ERROR &&
-		    hi > pt->pos)
-			lag = true;
-		rd_kafka_topic_partition_list_add(l, a->cfg->topic_messages, p)
-			->offset = pt->pos;
+		lag = nudgeable(&a->parts[p]) &&
+		      rd_kafka_get_watermark_offsets(
+			      a->consumer, a->cfg->topic_messages, p, &lo,
+			      &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+		      hi > a->parts[p].pos;
 	}
-	if (l->cnt > 0 && (lag || a->suspect_stall)) {
+	if (!lag && !a->suspect_stall)
+		return;
+	l = rd_kafka_topic_partition_list_new(a->nparts);
+	for (int p = 0; p < a->nparts; p++)
+		if (nudgeable(&a->parts[p]))
+			rd_kafka_topic_partition_list_add(
+				l, a->cfg->topic_messages, p)
+				->offset = a->parts[p].pos;
+	if (l->cnt > 0) {
 		e = rd_kafka_seek_partitions(a->consumer, l, 0);
 		if (e != NULL) {
 			cb_warn(SUB, "fetch nudge: %s", rd_kafka_error_string(e));
@@ -1510,6 +1516,7 @@ static void *agg_main(void *arg)
 	while (!atomic_load(&a->stop) && !a->fatal) {
 		int64_t now = cb_mono_ms();
 		int timeout;
+		bool empty = false;
 
 		if (drain_acks(a) != 0) {
 			fatal(a, "out of memory");
@@ -1536,9 +1543,6 @@ static void *agg_main(void *arg)
 		timeout = (int)(a->next_commit_ms - now);
 		if (anything_pending(a) && timeout > 2)
 			timeout = 2; /* acks arrive on the ring, not here */
-		bool empty = false;
-		int32_t m_partition;
-
 		if (hold(a)) {
 			cb_ring_wait(a->app->acks, timeout < 5 ? timeout : 5);
 			continue;
@@ -1546,20 +1550,22 @@ static void *agg_main(void *arg)
 		for (int i = 0; i < POLL_BATCH && !a->fatal; i++) {
 			rd_kafka_message_t *m =
 				rd_kafka_consumer_poll(a->consumer, timeout);
+			int32_t p;
 
 			if (m == NULL) {
 				empty = true;
 				break;
 			}
 			timeout = 0;
-			m_partition = m->partition;
+			p = m->partition;
 			a->streak_bytes += m->len;
 			handle_message(a, m);
 			rd_kafka_message_destroy(m);
+			/* (the rows ring is looked at once per batch, by
+			 * hold(): its head only moves at the commit below) */
 			if (a->need_recovery ||
-			    (m_partition >= 0 && m_partition < a->nparts &&
-			     fifo_high(&a->parts[m_partition])) ||
-			    rows_short(a))
+			    (p >= 0 && p < a->nparts &&
+			     fifo_high(&a->parts[p])))
 				break;
 		}
 		cb_ring_commit(a->app->rows);

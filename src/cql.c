@@ -73,9 +73,10 @@
 #define READ_HIGH_WATER (8u << 20)
 /* Buffer bytes of the requests in use: the memory bound of the writer (a
  * request keeps its buffer for reuse, and the free list is LIFO, so the
- * buffers ever grown are about those of the busiest moment).  4 MiB is 125 ms at 64,000 rows/s,
- * far more than Cassandra needs to stay busy; when Cassandra is the
- * bottleneck, more in flight only makes its queue longer. */
+ * buffers ever grown are about those of the busiest moment).  4 MiB is
+ * 125 ms at 64,000 rows/s, far more than Cassandra needs to stay busy;
+ * when Cassandra is the bottleneck, more in flight only makes its queue
+ * longer. */
 #define INFLIGHT_BYTES_MAX (4u << 20)
 
 enum conn_state {
@@ -209,6 +210,13 @@ static void conn_fail(struct conn *c, const char *fmt, ...)
 
 /* ---- requests and the queue ---- */
 
+/* Counts buffer bytes taken into (or, negative, out of) use. */
+static void buffers_add(struct cql *w, int64_t delta)
+{
+	w->bytes_inflight += (uint64_t)delta;
+	cb_metric_set(CB_M_cql_buffer_bytes, w->bytes_inflight);
+}
+
 static struct req *req_get(struct cql *w)
 {
 	struct req *r = w->free_reqs;
@@ -216,8 +224,7 @@ static struct req *req_get(struct cql *w)
 	if (r == NULL)
 		return NULL;
 	w->free_reqs = r->next;
-	w->bytes_inflight += r->cap;
-	cb_metric_set(CB_M_cql_buffer_bytes, (int64_t)w->bytes_inflight);
+	buffers_add(w, (int64_t)r->cap);
 	r->next = NULL;
 	r->len = 0;
 	r->nrows = 0;
@@ -229,8 +236,7 @@ static struct req *req_get(struct cql *w)
 
 static void req_put(struct cql *w, struct req *r)
 {
-	w->bytes_inflight -= r->cap;
-	cb_metric_set(CB_M_cql_buffer_bytes, (int64_t)w->bytes_inflight);
+	buffers_add(w, -(int64_t)r->cap);
 	r->next = w->free_reqs;
 	w->free_reqs = r;
 	/* a request freed: pulling may go on */
@@ -1088,8 +1094,7 @@ static bool req_add(struct cql *w, struct req *r, const struct cb_row_hdr *h,
 		if (d == NULL)
 			return false;
 		r->data = d;
-		w->bytes_inflight += cap - r->cap;
-		cb_metric_set(CB_M_cql_buffer_bytes, (int64_t)w->bytes_inflight);
+		buffers_add(w, (int64_t)(cap - r->cap));
 		r->cap = cap;
 	}
 	memcpy(r->data + r->len, h, len);
