@@ -13,13 +13,11 @@
  * Paging: Cassandra's paging state goes to the client as an opaque
  * base64url token ("page"), and comes back as the next request's page.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -28,6 +26,7 @@
 #include "chatbattle/cql.h"
 #include "chatbattle/err.h"
 #include "chatbattle/http.h"
+#include "chatbattle/isotime.h"
 #include "chatbattle/log.h"
 #include "http_int.h"
 
@@ -107,44 +106,6 @@ static void session_init(void)
 
 /* ---- the query ---- */
 
-/* Epoch milliseconds from "1234567890123" or an ISO-8601 UTC time
- * ("2009-02-13T23:31:30.123Z", seconds and fraction optional). */
-static int parse_time(const char *v, int64_t *ms)
-{
-	struct tm tm;
-	char *end;
-	long long n;
-	int frac = 0, digits = 0;
-
-	errno = 0;
-	n = strtoll(v, &end, 10);
-	if (v[0] != '\0' && *end == '\0' && errno == 0) {
-		*ms = n;
-		return 0;
-	}
-	memset(&tm, 0, sizeof(tm));
-	end = strptime(v, "%Y-%m-%dT%H:%M", &tm);
-	if (end == NULL)
-		return -1;
-	if (*end == ':') {
-		end = strptime(end, ":%S", &tm);
-		if (end == NULL)
-			return -1;
-		if (*end == '.')
-			for (end++; *end >= '0' && *end <= '9'; end++)
-				if (digits++ < 3)
-					frac = frac * 10 + (*end - '0');
-	}
-	while (digits > 0 && digits < 3) {
-		frac *= 10;
-		digits++;
-	}
-	if (strcmp(end, "Z") != 0 && strcmp(end, "+00:00") != 0)
-		return -1;
-	*ms = (int64_t)timegm(&tm) * 1000 + frac;
-	return 0;
-}
-
 static int on_row(void *ctx, const struct cb_cql_message *m)
 {
 	json_t *list = ctx, *row = json_object(), *emotes = json_array();
@@ -199,12 +160,12 @@ enum MHD_Result cb_http_api_messages(struct cb_http_ctx *x)
 					    "since");
 	page = MHD_lookup_connection_value(x->conn, MHD_GET_ARGUMENT_KIND,
 					   "page");
-	if ((before != NULL && parse_time(before, &until_ms) != 0) ||
-	    (since != NULL && parse_time(since, &since_ms) != 0))
-		return cb_http_error(x, 400, NULL,
-				     "before and since are epoch milliseconds "
-				     "or ISO-8601 UTC times "
-				     "(2009-02-13T23:31:30.123Z)");
+	if (before != NULL &&
+	    cb_isotime_parse(before, &until_ms, errstr, sizeof(errstr)) != 0)
+		return cb_http_error(x, 400, NULL, "before: %s", errstr);
+	if (since != NULL &&
+	    cb_isotime_parse(since, &since_ms, errstr, sizeof(errstr)) != 0)
+		return cb_http_error(x, 400, NULL, "since: %s", errstr);
 	if (page != NULL &&
 	    cb_http_b64url_decode(page, token, sizeof(token), &token_len) != 0)
 		return cb_http_error(x, 400, NULL,

@@ -2,8 +2,9 @@
  * cmd.h - the operator subcommands `init` (src/cmd_init.c), `history`
  * (src/cmd_history.c) and `check` (src/cmd_check.c), and the pure parts
  * they are built on, exposed for the unit tests: the topics/ file parser,
- * the CQL statement splitter, the keyspace and replication rewrite of cql/
- * statements, and the time parser of --since/--until.  The pure functions
+ * the CQL statement splitter and the keyspace and replication rewrite of
+ * cql/ statements (the time parser of --since/--until is isotime.h's).  The
+ * pure functions
  * allocate only where they say so and touch no global state (any thread).
  * The commands run in the main thread and return an exit status
  * (commands.h).
@@ -108,17 +109,5 @@ void cb_cmd_init_script_release(struct cb_cql_script *s);
 int cb_cmd_init_rewrite_cql(const char *stmt, const char *from_keyspace,
 			    const char *keyspace, const char *replication,
 			    char **out, char *errstr, size_t errstr_size);
-
-/* ---- history ---- */
-
-/*
- * Parses a time given on the command line into epoch milliseconds: decimal
- * epoch milliseconds ("1763834400000"), or ISO 8601 "YYYY-MM-DD" (midnight
- * UTC) or "YYYY-MM-DDTHH:MM[:SS[.fff]]" followed by "Z" or an offset
- * "+HH:MM"/"-HH:MM" ("2026-11-22T18:00:00Z").  Returns 0 or CB_E_PARSE
- * with the reason.
- */
-int cb_cmd_history_parse_time(const char *s, int64_t *ms, char *errstr,
-			      size_t errstr_size);
 
 #endif

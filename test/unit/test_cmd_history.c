@@ -1,11 +1,12 @@
 /*
- * test_cmd_history.c - the --since/--until parser of `chatbattle history`:
+ * test_cmd_history.c - the --since/--until parser of `chatbattle history`
+ * (isotime.h, also the before/since of GET /api/channels/:id/messages):
  * epoch milliseconds, ISO 8601 dates and times with Z or an offset,
  * fractions, dates before 1970 and leap days, and the inputs it must
  * refuse (impossible dates, no time zone, trailing text).  Expected values
  * were computed independently (Python's calendar.timegm).
  */
-#include "chatbattle/cmd.h"
+#include "chatbattle/isotime.h"
 #include "chatbattle/err.h"
 #include "test.h"
 
@@ -16,7 +17,7 @@ static int64_t ms_of(const char *s)
 	int64_t ms = -42;
 
 	errstr[0] = '\0';
-	if (cb_cmd_history_parse_time(s, &ms, errstr, sizeof(errstr)) != 0) {
+	if (cb_isotime_parse(s, &ms, errstr, sizeof(errstr)) != 0) {
 		printf("# \"%s\": %s\n", s, errstr);
 		return INT64_MIN;
 	}
@@ -87,7 +88,7 @@ static void refused(void)
 		int64_t ms = 7;
 
 		errstr[0] = '\0';
-		if (cb_cmd_history_parse_time(bad[i], &ms, errstr,
+		if (cb_isotime_parse(bad[i], &ms, errstr,
 					      sizeof(errstr)) != CB_E_PARSE ||
 		    ms != 7 || errstr[0] == '\0') {
 			printf("# accepted \"%s\" as %lld\n", bad[i],

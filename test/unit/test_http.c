@@ -980,6 +980,9 @@ static void test_messages_parameters(void)
 		"/api/channels/chan/messages?limit=1001",
 		"/api/channels/chan/messages?before=yesterday",
 		"/api/channels/chan/messages?since=2009-02-13T23:31:30",
+		/* regression: strptime and timegm took this as March 2 */
+		"/api/channels/chan/messages?before=2009-02-30T00:00:00Z",
+		"/api/channels/chan/messages?before=2009-02-13T23:31:30.Z",
 		"/api/channels/chan/messages?page=%2B%2F%3D",
 		"/api/channels/chan/messages?after=1",
 		"/api/channels/b%40d/messages",
