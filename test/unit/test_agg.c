@@ -32,6 +32,7 @@
 #define NWIN 3
 #define WIN_MS 600000LL
 #define BASE_MS 1699999800000LL /* a multiple of 600000 */
+#define BURST_SEQ0 1000000
 
 static rd_kafka_t *mock_rk;
 static rd_kafka_mock_cluster_t *mock;
@@ -173,7 +174,10 @@ static int produce_batch(int n, int seq0)
 		/* Time moves 400 ms per record, up to 4 s out of order (the
 		 * grace is 60 s): nothing is late, windows fill in turn. */
 		int seq = seq0 + i, ch = seq % NCH;
-		int64_t ts = BASE_MS + 10000 + (int64_t)seq * 400 -
+		/* (a burst, from BURST_SEQ0 on, all falls in the last window) */
+		int64_t ts = (seq >= BURST_SEQ0
+				      ? BASE_MS + 2 * WIN_MS + 550000
+				      : BASE_MS + 10000 + (int64_t)seq * 400) -
 			     (seq % 5) * 1000;
 		int w = (int)((ts - BASE_MS) / WIN_MS);
 		char v[512];
@@ -488,6 +492,24 @@ static void stall_holds_then_pauses(struct rig *r)
 }
 
 /*
+ * The fetch nudge (agg.c, nudge_fetch): a backlog larger than the 4 MiB
+ * fetch queue (here 16,000 records, about 4.5 MB, produced while the writer
+ * stalls) is taken in one long streak; when the queue then runs dry the
+ * aggregator seeks every partition to its own position to wake librdkafka
+ * 2.0.2's fetcher.  Checked: it nudges, and the seek loses and repeats
+ * nothing - the counts stay exact.
+ */
+static void long_streak_nudges(struct rig *r)
+{
+	cb_metrics_reset();
+	writer_stalls(r);
+	CHECK_INT(produce_batch(16000, BURST_SEQ0), 0);
+	atomic_store(&r->w.hold, false);
+	CHECK(counter_moves(CB_M_agg_fetch_nudges_total));
+	CHECK(stats_match("stats", 30000));
+}
+
+/*
  * One run: exact counts; while the writer holds its acks nothing past the
  * last acknowledged row is counted; then exact again.  (Restarts, aborts
  * and rebalances need a real broker: the mock cluster keeps neither
@@ -530,6 +552,7 @@ static void test_counts_exact_and_wait_for_acks(void)
 	atomic_store(&r.w.hold, false);
 	CHECK(stats_match("stats", 30000));
 	stall_holds_then_pauses(&r);
+	long_streak_nudges(&r);
 	rig_down(&r);
 }
 
