@@ -4,8 +4,8 @@
  * they are built on, exposed for the unit tests: the topics/ file parser,
  * the CQL statement splitter and the keyspace and replication rewrite of
  * cql/ statements (the time parser of --since/--until is isotime.h's).  The
- * pure functions
- * allocate only where they say so and touch no global state (any thread).
+ * pure functions allocate only where they say so and touch no global state
+ * (any thread).
  * The commands run in the main thread and return an exit status
  * (commands.h).
  */
