@@ -18,6 +18,7 @@
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
 #include "chatbattle/http.h"
+#include "chatbattle/isotime.h"
 #include "chatbattle/irc.h"
 #include "chatbattle/log.h"
 #include "chatbattle/metrics.h"
@@ -44,9 +45,9 @@ static enum MHD_Result send_json(struct cb_http_ctx *x, unsigned status,
 
 static json_t *iso(int64_t ms)
 {
-	char buf[CB_HTTP_ISO_MAX];
+	char buf[CB_ISOTIME_MAX];
 
-	return json_string(cb_http_iso8601(ms, buf));
+	return json_string(cb_isotime_format(ms, buf));
 }
 
 static enum MHD_Result no_cache(struct cb_http_ctx *x)
@@ -190,8 +191,8 @@ enum MHD_Result cb_http_api_stats(struct cb_http_ctx *x)
 	struct cb_stats_view v;
 	struct stats_memo *m;
 	struct MHD_Response *r;
-	char start[CB_HTTP_ISO_MAX], end[CB_HTTP_ISO_MAX],
-		upd[CB_HTTP_ISO_MAX], body[320];
+	char start[CB_ISOTIME_MAX], end[CB_ISOTIME_MAX],
+		upd[CB_ISOTIME_MAX], body[320];
 	enum MHD_Result ret;
 	int n;
 
@@ -215,10 +216,10 @@ enum MHD_Result cb_http_api_stats(struct cb_http_ctx *x)
 		     "\"current_window\":{\"start\":\"%s\",\"end\":\"%s\","
 		     "\"duration_seconds\":%lld},\"last_updated\":\"%s\"}",
 		     v.channel, (long long)v.message_count,
-		     cb_http_iso8601(v.window_start_ms, start),
-		     cb_http_iso8601(v.window_end_ms, end),
+		     cb_isotime_format(v.window_start_ms, start),
+		     cb_isotime_format(v.window_end_ms, end),
 		     (long long)v.window_duration_s,
-		     cb_http_iso8601(v.last_updated_ms > 0 ? v.last_updated_ms
+		     cb_isotime_format(v.last_updated_ms > 0 ? v.last_updated_ms
 							   : cb_wall_ms(),
 				     upd));
 	if (m == NULL || v.last_updated_ms <= 0)

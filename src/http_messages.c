@@ -109,7 +109,7 @@ static void session_init(void)
 static int on_row(void *ctx, const struct cb_cql_message *m)
 {
 	json_t *list = ctx, *row = json_object(), *emotes = json_array();
-	char uuid[37], iso[CB_HTTP_ISO_MAX];
+	char uuid[37], iso[CB_ISOTIME_MAX];
 	const uint8_t *u = m->message_id;
 
 	snprintf(uuid, sizeof(uuid),
@@ -124,7 +124,7 @@ static int on_row(void *ctx, const struct cb_cql_message *m)
 	json_object_set_new(row, "channel_id",
 			    json_stringn(m->channel_id.p, m->channel_id.len));
 	json_object_set_new(row, "timestamp", json_integer(m->timestamp_ms));
-	json_object_set_new(row, "time", json_string(cb_http_iso8601(
+	json_object_set_new(row, "time", json_string(cb_isotime_format(
 						  m->timestamp_ms, iso)));
 	json_object_set_new(row, "message_id", json_string(uuid));
 	json_object_set_new(row, "user_id",

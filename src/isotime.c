@@ -1,9 +1,11 @@
 /*
- * isotime.c - times as users type them (command line, query strings) into
- * epoch milliseconds; see isotime.h.  Pure code, any thread.
+ * isotime.c - epoch milliseconds to ISO 8601 as JavaScript writes it, and
+ * times as users type them (command line, query strings) back to epoch
+ * milliseconds; see isotime.h.  Pure code, any thread.
  */
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "chatbattle/err.h"
@@ -126,4 +128,43 @@ bad:
 			 "'%s' is neither epoch milliseconds nor an ISO 8601 "
 			 "time such as 2026-11-22T18:00:00Z",
 			 s);
+}
+
+/* Days since 1970-01-01 to a civil date (H. Hinnant's algorithm): exact for
+ * the whole range of JavaScript dates, unlike gmtime_r on some libcs. */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+	int64_t era, yoe, doy, mp;
+
+	z += 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	yoe = z - era * 146097;
+	yoe = (yoe - yoe / 1460 + yoe / 36524 - yoe / 146096) / 365;
+	doy = z - era * 146097 - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	*d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+	*y = yoe + era * 400 + (*m <= 2);
+}
+
+char *cb_isotime_format(int64_t ms, char *buf)
+{
+	int64_t days = ms / 86400000, rem = ms % 86400000, y;
+	unsigned mo, d;
+
+	if (rem < 0) {
+		rem += 86400000;
+		days--;
+	}
+	civil_from_days(days, &y, &mo, &d);
+	if (y >= 0 && y <= 9999)
+		snprintf(buf, CB_ISOTIME_MAX, "%04lld", (long long)y);
+	else
+		snprintf(buf, CB_ISOTIME_MAX, "%c%06lld", y < 0 ? '-' : '+',
+			 (long long)(y < 0 ? -y : y));
+	snprintf(buf + strlen(buf), CB_ISOTIME_MAX - strlen(buf),
+		 "-%02u-%02uT%02u:%02u:%02u.%03uZ", mo, d,
+		 (unsigned)(rem / 3600000), (unsigned)(rem / 60000 % 60),
+		 (unsigned)(rem / 1000 % 60), (unsigned)(rem % 1000));
+	return buf;
 }

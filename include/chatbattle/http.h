@@ -39,14 +39,6 @@ struct cb_http_route_info {
 /* The route table: sets *routes and returns how many there are. */
 size_t cb_http_routes(const struct cb_http_route_info **routes);
 
-/*
- * Formats epoch milliseconds as JavaScript's Date.prototype.toISOString()
- * does: "2009-02-13T23:31:30.123Z" (years beyond 0..9999 as +YYYYYY or
- * -YYYYYY).  buf must hold CB_HTTP_ISO_MAX bytes.  Returns buf.
- */
-#define CB_HTTP_ISO_MAX 32
-char *cb_http_iso8601(int64_t ms, char *buf);
-
 /* True when addr (the http_bind setting) only accepts local connections:
  * 127.0.0.0/8, ::1 or "localhost". */
 int cb_http_is_loopback(const char *addr);

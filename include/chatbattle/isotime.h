@@ -1,9 +1,8 @@
 /*
- * isotime.h - times as users type them into epoch milliseconds, for
- * `chatbattle history --since/--until` and the query strings of
+ * isotime.h - epoch milliseconds to ISO 8601 as the API writes times, and
+ * times as users type them back to epoch milliseconds, for `chatbattle
+ * history --since/--until` and the query strings of
  * GET /api/channels/:id/messages (src/isotime.c).  Pure code, any thread.
- * The other direction, epoch milliseconds to ISO 8601 as JavaScript's
- * toISOString() writes it, is cb_http_iso8601 (http.h).
  */
 #ifndef CHATBATTLE_ISOTIME_H
 #define CHATBATTLE_ISOTIME_H
@@ -22,5 +21,13 @@
  */
 int cb_isotime_parse(const char *s, int64_t *ms, char *errstr,
 		     size_t errstr_size);
+
+/*
+ * Formats epoch milliseconds as JavaScript's Date.prototype.toISOString()
+ * does: "2009-02-13T23:31:30.123Z" (years beyond 0..9999 as +YYYYYY or
+ * -YYYYYY).  buf must hold CB_ISOTIME_MAX bytes.  Returns buf.
+ */
+#define CB_ISOTIME_MAX 32
+char *cb_isotime_format(int64_t ms, char *buf);
 
 #endif

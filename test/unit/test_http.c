@@ -28,6 +28,7 @@
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
 #include "chatbattle/http.h"
+#include "chatbattle/isotime.h"
 #include "chatbattle/metrics.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
@@ -147,10 +148,10 @@ static void test_iso8601_matches_javascript(void)
 		{-62167219200001, "-000001-12-31T23:59:59.999Z"},
 		{8640000000000000, "+275760-09-13T00:00:00.000Z"},
 	};
-	char buf[CB_HTTP_ISO_MAX];
+	char buf[CB_ISOTIME_MAX];
 
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
-		CHECK_STR(cb_http_iso8601(v[i].ms, buf), v[i].iso);
+		CHECK_STR(cb_isotime_format(v[i].ms, buf), v[i].iso);
 }
 
 static void test_loopback_addresses(void)
