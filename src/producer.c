@@ -145,6 +145,35 @@ static int64_t stop_deadline(struct cb_producer *p)
 	return p->stop_deadline_ms;
 }
 
+/* Health: UP after deliveries; when none came for HEALTH_PROBE_MS (idle,
+ * or Kafka down and the queue full), a metadata request tells.  Called
+ * from the back-pressure wait too: other clients' late "up" (a consumer
+ * still handing out what it fetched before the outage) must not stand for
+ * the whole outage. */
+static void check_health(struct cb_producer *p)
+{
+	int64_t now = cb_mono_ms();
+	const struct rd_kafka_metadata *md = NULL;
+
+	if (p->delivered != p->health_seen) {
+		p->health_seen = p->delivered;
+		p->last_delivery_ms = now;
+		cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
+		return;
+	}
+	if (now - p->last_delivery_ms < HEALTH_PROBE_MS ||
+	    now - p->last_probe_ms < HEALTH_PROBE_MS)
+		return;
+	p->last_probe_ms = now;
+	if (rd_kafka_metadata(p->rk, 0, p->t_msgs, &md, 1000) ==
+	    RD_KAFKA_RESP_ERR_NO_ERROR) {
+		cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
+		rd_kafka_metadata_destroy(md);
+	} else {
+		cb_health_set(CB_DEP_KAFKA, CB_DEP_DOWN);
+	}
+}
+
 /* Hands one record to librdkafka, waiting while its queue is full.
  * Returns false when stopping made it give up (record not produced). */
 static bool produce_one(struct cb_producer *p, const uint8_t *rec,
@@ -191,6 +220,8 @@ static bool produce_one(struct cb_producer *p, const uint8_t *rec,
 		p->queue_full++;
 		cb_metric_add(CB_M_kafka_queue_full_total, 1);
 		rd_kafka_poll(p->rk, 100);
+		if (!atomic_load_explicit(&p->stopping, memory_order_acquire))
+			check_health(p);
 		if (stop_deadline(p) != 0 && cb_mono_ms() >= stop_deadline(p))
 			return false;
 		if (p->fatal)
@@ -238,31 +269,6 @@ static bool wait_records(struct cb_producer *p, int timeout_ms)
 	if (poll(&pfd, 1, timeout_ms) > 0)
 		cb_ring_drain_fd(pfd.fd);
 	return !cb_ring_arm_consumer(p->ring);
-}
-
-/* Health: UP after deliveries; when idle, a metadata request tells. */
-static void check_health(struct cb_producer *p)
-{
-	int64_t now = cb_mono_ms();
-	const struct rd_kafka_metadata *md = NULL;
-
-	if (p->delivered != p->health_seen) {
-		p->health_seen = p->delivered;
-		p->last_delivery_ms = now;
-		cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
-		return;
-	}
-	if (now - p->last_delivery_ms < HEALTH_PROBE_MS ||
-	    now - p->last_probe_ms < HEALTH_PROBE_MS)
-		return;
-	p->last_probe_ms = now;
-	if (rd_kafka_metadata(p->rk, 0, p->t_msgs, &md, 1000) ==
-	    RD_KAFKA_RESP_ERR_NO_ERROR) {
-		cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
-		rd_kafka_metadata_destroy(md);
-	} else {
-		cb_health_set(CB_DEP_KAFKA, CB_DEP_DOWN);
-	}
 }
 
 static void *producer_main(void *arg)

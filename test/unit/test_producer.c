@@ -3,9 +3,11 @@
  * --kafka-opt is refused at start; records are taken from the ring in
  * batches and handed to librdkafka (DLQ records counted); with Kafka
  * unreachable the bounded queue fills, QUEUE_FULL is counted and the ring
- * stops draining (back-pressure, nothing dropped); stop returns within the
- * flush deadline and reports what was not delivered.
+ * stops draining (back-pressure, nothing dropped), and Kafka's health
+ * reads "down" meanwhile even after another client said "up"; stop returns
+ * within the flush deadline and reports what was not delivered.
  */
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -157,6 +159,16 @@ static void test_queue_full_back_pressure_and_bounded_stop(void)
 	       cb_metric_get(CB_M_kafka_queue_full_total) - qf0);
 	/* back-pressure: the producer holds the rest in the ring */
 	CHECK(rs.records_out < rs.records_in);
+	/* Regression (t63 in CI): another client's late "up" - the stats
+	 * consumer handing out what it had fetched before the outage - stood
+	 * for the whole outage, because the producer, waiting on its full
+	 * queue, never probed Kafka again.  It must say "down" again. */
+	cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
+	deadline = t_now_ms() + 15000;
+	while (t_now_ms() < deadline &&
+	       cb_health_get(CB_DEP_KAFKA) != CB_DEP_DOWN)
+		poll(NULL, 0, 10);
+	CHECK_INT(cb_health_get(CB_DEP_KAFKA), CB_DEP_DOWN);
 	t0 = t_now_ms();
 	cb_producer_stop(&h.app);
 	printf("# stop took %" PRId64 " ms (flush deadline 300 ms)\n",
