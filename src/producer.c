@@ -147,9 +147,9 @@ static int64_t stop_deadline(struct cb_producer *p)
 
 /* Health: UP after deliveries; when none came for HEALTH_PROBE_MS (idle,
  * or Kafka down and the queue full), a metadata request tells.  Called
- * from the back-pressure wait too: other clients' late "up" (a consumer
- * still handing out what it fetched before the outage) must not stand for
- * the whole outage. */
+ * from the back-pressure wait too: a late "up" (deliveries acknowledged
+ * just before the outage but counted after the all-brokers-down event, or
+ * another client's) must not stand for the whole outage. */
 static void check_health(struct cb_producer *p)
 {
 	int64_t now = cb_mono_ms();

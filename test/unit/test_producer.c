@@ -159,10 +159,10 @@ static void test_queue_full_back_pressure_and_bounded_stop(void)
 	       cb_metric_get(CB_M_kafka_queue_full_total) - qf0);
 	/* back-pressure: the producer holds the rest in the ring */
 	CHECK(rs.records_out < rs.records_in);
-	/* Regression (t63 in CI): another client's late "up" - the stats
-	 * consumer handing out what it had fetched before the outage - stood
-	 * for the whole outage, because the producer, waiting on its full
-	 * queue, never probed Kafka again.  It must say "down" again. */
+	/* Regression (t63 in CI): a late "up" (here set by hand, as another
+	 * client would) stood for the whole outage, because the producer,
+	 * waiting on its full queue, never probed Kafka again.  It must say
+	 * "down" again. */
 	cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
 	deadline = t_now_ms() + 15000;
 	while (t_now_ms() < deadline &&
