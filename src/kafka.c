@@ -9,10 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chatbattle/clock.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
 #include "chatbattle/kafka.h"
 #include "chatbattle/log.h"
+#include "chatbattle/metrics.h"
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
 		   const char *buf)
@@ -100,6 +102,31 @@ int cb_kafka_conf_new(const struct cb_config *cfg, const char *role,
 	}
 	*out = conf;
 	return 0;
+}
+
+void cb_kafka_health_seen(struct cb_kafka_health *h)
+{
+	h->last_seen_ms = cb_mono_ms();
+	cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
+}
+
+void cb_kafka_health_check(struct cb_kafka_health *h, rd_kafka_t *rk,
+			   rd_kafka_topic_t *t)
+{
+	int64_t now = cb_mono_ms();
+	const struct rd_kafka_metadata *md = NULL;
+
+	if (now - h->last_seen_ms < CB_KAFKA_HEALTH_PROBE_MS ||
+	    now - h->last_probe_ms < CB_KAFKA_HEALTH_PROBE_MS)
+		return;
+	h->last_probe_ms = now;
+	if (rd_kafka_metadata(rk, 0, t, &md, 1000) ==
+	    RD_KAFKA_RESP_ERR_NO_ERROR) {
+		cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
+		rd_kafka_metadata_destroy(md);
+	} else {
+		cb_health_set(CB_DEP_KAFKA, CB_DEP_DOWN);
+	}
 }
 
 int cb_kafka_err(rd_kafka_resp_err_t err)

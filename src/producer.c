@@ -48,7 +48,6 @@
  * enough that a stalled batch holds little of the ring. */
 #define BATCH 1024
 #define WAIT_MS 50
-#define HEALTH_PROBE_MS 5000
 #define ERR_LOG_EVERY_MS 10000
 
 struct cb_producer {
@@ -65,7 +64,7 @@ struct cb_producer {
 	uint64_t produced, delivered, failed, queue_full, dlq;
 	uint64_t health_seen; /* delivered at the last health check */
 	uint64_t given_up;    /* records read but not produced at stop */
-	int64_t last_delivery_ms, last_probe_ms;
+	struct cb_kafka_health health;
 	int64_t err_log_ms;
 	int64_t stop_deadline_ms; /* set once stopping is seen */
 	rd_kafka_resp_err_t err_last;
@@ -145,33 +144,19 @@ static int64_t stop_deadline(struct cb_producer *p)
 	return p->stop_deadline_ms;
 }
 
-/* Health: UP after deliveries; when none came for HEALTH_PROBE_MS (idle,
- * or Kafka down and the queue full), a metadata request tells.  Called
+/* Health: UP after deliveries; when none came for a while (idle, or Kafka
+ * down and the queue full), a metadata request tells (kafka.h).  Called
  * from the back-pressure wait too: a late "up" (deliveries acknowledged
  * just before the outage but counted after the all-brokers-down event, or
  * another client's) must not stand for the whole outage. */
 static void check_health(struct cb_producer *p)
 {
-	int64_t now = cb_mono_ms();
-	const struct rd_kafka_metadata *md = NULL;
-
 	if (p->delivered != p->health_seen) {
 		p->health_seen = p->delivered;
-		p->last_delivery_ms = now;
-		cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
+		cb_kafka_health_seen(&p->health);
 		return;
 	}
-	if (now - p->last_delivery_ms < HEALTH_PROBE_MS ||
-	    now - p->last_probe_ms < HEALTH_PROBE_MS)
-		return;
-	p->last_probe_ms = now;
-	if (rd_kafka_metadata(p->rk, 0, p->t_msgs, &md, 1000) ==
-	    RD_KAFKA_RESP_ERR_NO_ERROR) {
-		cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
-		rd_kafka_metadata_destroy(md);
-	} else {
-		cb_health_set(CB_DEP_KAFKA, CB_DEP_DOWN);
-	}
+	cb_kafka_health_check(&p->health, p->rk, p->t_msgs);
 }
 
 /* Hands one record to librdkafka, waiting while its queue is full.
@@ -413,7 +398,7 @@ int cb_producer_start(struct cb_app *app, char *errstr, size_t errstr_size)
 				rd_kafka_err2str(rd_kafka_last_error()));
 		goto out;
 	}
-	p->last_delivery_ms = cb_mono_ms();
+	p->health.last_seen_ms = cb_mono_ms();
 	if (pthread_create(&p->thread, NULL, producer_main, p) != 0) {
 		err = cb_seterr(errstr, errstr_size, CB_E_IO,
 				"cannot start the producer thread");

@@ -42,6 +42,7 @@ struct cb_statsd {
 	bool *eof;
 	int eof_left;
 	bool ready;
+	struct cb_kafka_health health;
 };
 
 /* Assigns every partition of the topic from the beginning.  Returns 0, or
@@ -56,6 +57,10 @@ static int assign_all(struct cb_statsd *s)
 	int rc = CB_E_NOTFOUND;
 
 	err = rd_kafka_metadata(s->rk, 0, t, &md, 5000);
+	/* the answer, with or without the topic, says whether Kafka is up */
+	cb_health_set(CB_DEP_KAFKA, err == RD_KAFKA_RESP_ERR_NO_ERROR
+					    ? CB_DEP_UP
+					    : CB_DEP_DOWN);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
 	    md->topics[0].err || md->topics[0].partition_cnt == 0)
 		goto out;
@@ -89,17 +94,29 @@ out:
 	return rc;
 }
 
+/* Client-wide errors come here, not to rd_kafka_consumer_poll(): the
+ * all-brokers-down event says "down" at once (probes say it 5 s later). */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason,
+		     void *opaque)
+{
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+		cb_health_set(CB_DEP_KAFKA, CB_DEP_DOWN);
+		cb_warn(SUB, "all Kafka brokers are down: %s", reason);
+		return;
+	}
+	cb_debug(SUB, "Kafka: %s: %s", rd_kafka_err2name(err), reason);
+}
+
 static void handle(struct cb_statsd *s, rd_kafka_message_t *m)
 {
 	char errstr[256];
 
 	/* Kafka's health is the latest observation of any client: a
-	 * serve-only instance has no producer to report it. */
-	if (m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
-	    m->err == RD_KAFKA_RESP_ERR__TRANSPORT)
-		cb_health_set(CB_DEP_KAFKA, CB_DEP_DOWN);
-	else if (m->err == 0 || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-		cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
+	 * serve-only instance has no producer to report it.  Records and
+	 * partition ends say "up"; error_cb says "down"; while nothing
+	 * arrives, statsd_main probes (kafka.h). */
+	if (m->err == 0 || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		cb_kafka_health_seen(&s->health);
 
 	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 		if (m->partition >= 0 && m->partition < s->nparts &&
@@ -162,10 +179,11 @@ static void *statsd_main(void *arg)
 			}
 		}
 		m = rd_kafka_consumer_poll(s->rk, 100);
-		if (m == NULL)
-			continue;
-		handle(s, m);
-		rd_kafka_message_destroy(m);
+		if (m != NULL) {
+			handle(s, m);
+			rd_kafka_message_destroy(m);
+		}
+		cb_kafka_health_check(&s->health, s->rk, NULL);
 	}
 	return NULL;
 }
@@ -200,6 +218,7 @@ int cb_statsd_start(struct cb_app *app, char *errstr, size_t errstr_size)
 				 "out of memory");
 	s->app = app;
 	s->cfg = app->cfg;
+	s->health.last_seen_ms = cb_mono_ms();
 	cb_health_set(CB_DEP_CACHE, CB_DEP_DOWN);
 	err = cb_stats_cache_new(&app->cache, (size_t)app->cfg->windows_kept,
 				 errstr, errstr_size);
@@ -219,6 +238,7 @@ int cb_statsd_start(struct cb_app *app, char *errstr, size_t errstr_size)
 					errstr_size);
 	if (err != 0)
 		goto fail;
+	rd_kafka_conf_set_error_cb(conf, error_cb);
 	s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
 	if (s->rk == NULL) {
 		err = CB_E_KAFKA;

@@ -11,6 +11,7 @@
 #define CHATBATTLE_KAFKA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -35,6 +36,31 @@ int cb_kafka_conf_set(rd_kafka_conf_t *conf, const char *key,
 /* Returns the instance id: the instance_id setting, else the host name.
  * Computed once; safe from any thread after the first call in main. */
 const char *cb_instance_id(const struct cb_config *cfg);
+
+/*
+ * Kafka's health (/api/health) from one client's point of view.  Every
+ * client that sees traffic says "up" (cb_kafka_health_seen); when it has
+ * seen none for CB_KAFKA_HEALTH_PROBE_MS, cb_kafka_health_check asks the
+ * brokers for metadata (1 s at most, at most once per interval) and sets
+ * "up" or "down" from the answer.  The probe is what ends a stale verdict:
+ * an "up" that arrived just after the all-brokers-down event (records or
+ * deliveries counted late), or a "down" after the brokers came back while
+ * nothing flowed.  Each client owns its struct; only its thread uses it.
+ */
+#define CB_KAFKA_HEALTH_PROBE_MS 5000
+
+struct cb_kafka_health {
+	int64_t last_seen_ms;  /* traffic last seen (monotonic) */
+	int64_t last_probe_ms; /* last metadata probe (monotonic) */
+};
+
+/* Traffic seen now: Kafka is up. */
+void cb_kafka_health_seen(struct cb_kafka_health *h);
+
+/* Probes when no traffic was seen for CB_KAFKA_HEALTH_PROBE_MS; t: a topic
+ * to ask about (NULL: the brokers only).  Blocks at most 1 s. */
+void cb_kafka_health_check(struct cb_kafka_health *h, rd_kafka_t *rk,
+			   rd_kafka_topic_t *t);
 
 /* Maps a librdkafka error to a cb_err (CB_E_TIMEOUT, CB_E_AUTH, CB_E_KAFKA...). */
 int cb_kafka_err(rd_kafka_resp_err_t err);
