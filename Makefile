@@ -97,10 +97,10 @@ build/rel/http_assets.o build/asan/http_assets.o build/tsan/http_assets.o \
 build/asan/chatbattle: $(call objs,asan,$(SRCS))
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
 
-build/asan/test_%: test/unit/test_%.c test/unit/test.h $(call objs,asan,$(LIB_SRCS))
+build/asan/test_%: test/unit/test_%.c $(wildcard test/unit/*.h) $(call objs,asan,$(LIB_SRCS))
 	$(CC) $(ASAN_CFLAGS) -Itest/unit -o $@ $< $(call objs,asan,$(LIB_SRCS)) $(LDLIBS)
 
-build/tsan/test_%: test/unit/test_%.c test/unit/test.h $(call objs,tsan,$(LIB_SRCS))
+build/tsan/test_%: test/unit/test_%.c $(wildcard test/unit/*.h) $(call objs,tsan,$(LIB_SRCS))
 	$(CC) $(TSAN_CFLAGS) -Itest/unit -o $@ $< $(call objs,tsan,$(LIB_SRCS)) $(LDLIBS)
 
 build/rel/bench_%: test/bench/bench_%.c $(call objs,rel,$(LIB_SRCS))

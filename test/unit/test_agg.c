@@ -10,8 +10,6 @@
  * are not co-partitioned, is refused.
  */
 #include <jansson.h>
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -25,6 +23,7 @@
 #include "chatbattle/metrics.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "kafka_mock.h"
 #include "test.h"
 
 #define NPART 3
@@ -34,9 +33,7 @@
 #define BASE_MS 1699999800000LL /* a multiple of 600000 */
 #define BURST_SEQ0 1000000
 
-static rd_kafka_t *mock_rk;
-static rd_kafka_mock_cluster_t *mock;
-static char brokers[256];
+static struct t_mock mk;
 static const char *chans[NCH] = {"alpha", "bravo", "charlie", "delta"};
 static int64_t truth[NCH][NWIN];
 static int64_t produced_total;
@@ -107,34 +104,20 @@ static void *writer_main(void *arg)
 
 static int mock_up(void)
 {
-	char errstr[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-
-	rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
-	mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (mock_rk == NULL)
+	if (t_mock_up(&mk, 3) != 0)
 		return -1;
-	mock = rd_kafka_mock_cluster_new(mock_rk, 3);
-	if (mock == NULL)
-		return -1;
-	snprintf(brokers, sizeof(brokers), "%s",
-		 rd_kafka_mock_cluster_bootstraps(mock));
-	rd_kafka_mock_topic_create(mock, "msgs", NPART, 1);
-	rd_kafka_mock_topic_create(mock, "stats", NPART, 1);
-	rd_kafka_mock_topic_create(mock, "dlq", 1, 1);
-	rd_kafka_mock_topic_create(mock, "stats2", NPART + 1, 1);
+	rd_kafka_mock_topic_create(mk.cluster, "msgs", NPART, 1);
+	rd_kafka_mock_topic_create(mk.cluster, "stats", NPART, 1);
+	rd_kafka_mock_topic_create(mk.cluster, "dlq", 1, 1);
+	rd_kafka_mock_topic_create(mk.cluster, "stats2", NPART + 1, 1);
 	return 0;
 }
 
 static int config(struct cb_config *cfg, const char *group,
 		  const char *instance, const char *stats_topic)
 {
-	char errstr[256];
-	struct {
-		enum cb_opt_id id;
-		const char *v;
-	} set[] = {
-		{CB_OPT_kafka_brokers, brokers},
+	const struct t_setting set[] = {
+		{CB_OPT_kafka_brokers, mk.brokers},
 		{CB_OPT_topic_messages, "msgs"},
 		{CB_OPT_topic_stats, stats_topic},
 		{CB_OPT_topic_dlq, "dlq"},
@@ -145,15 +128,7 @@ static int config(struct cb_config *cfg, const char *group,
 		{CB_OPT_kafka_opt, "log_level=3"},
 	};
 
-	if (cb_config_init(cfg, errstr, sizeof(errstr)) != 0)
-		return -1;
-	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++)
-		if (cb_config_set(cfg, set[i].id, set[i].v, CB_SRC_FLAG, "test",
-				  false, errstr, sizeof(errstr)) != 0) {
-			printf("# %s\n", errstr);
-			return -1;
-		}
-	return 0;
+	return t_config(cfg, set, sizeof(set) / sizeof(set[0]));
 }
 
 /* Produces n chat messages (plus one event and one bad record per 100),
@@ -164,7 +139,7 @@ static int produce_batch(int n, int seq0)
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_t *p;
 
-	rd_kafka_conf_set(conf, "bootstrap.servers", brokers, NULL, 0);
+	rd_kafka_conf_set(conf, "bootstrap.servers", mk.brokers, NULL, 0);
 	rd_kafka_conf_set(conf, "partitioner", "murmur2_random", NULL, 0);
 	rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
 	p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
@@ -229,7 +204,7 @@ static rd_kafka_t *reader(const char *topic, int nparts, bool committed)
 	rd_kafka_topic_partition_list_t *l;
 	rd_kafka_t *c;
 
-	rd_kafka_conf_set(conf, "bootstrap.servers", brokers, NULL, 0);
+	rd_kafka_conf_set(conf, "bootstrap.servers", mk.brokers, NULL, 0);
 	rd_kafka_conf_set(conf, "group.id", "test-reader", NULL, 0);
 	rd_kafka_conf_set(conf, "isolation.level",
 			  committed ? "read_committed" : "read_uncommitted",
@@ -566,7 +541,6 @@ int main(void)
 	RUN(test_refuses_to_start_without_writer);
 	RUN(test_refuses_partition_mismatch);
 	RUN(test_counts_exact_and_wait_for_acks);
-	rd_kafka_mock_cluster_destroy(mock);
-	rd_kafka_destroy(mock_rk);
+	t_mock_down(&mk);
 	return test_done();
 }

@@ -10,40 +10,18 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
-
 #include "chatbattle/app.h"
 #include "chatbattle/config.h"
 #include "chatbattle/log.h"
 #include "chatbattle/metrics.h"
 #include "chatbattle/stats_cache.h"
 #include "chatbattle/statsd.h"
+#include "kafka_mock.h"
 #include "test.h"
 
 #define CHANNEL "statsdtest"
 
-static rd_kafka_t *mock_rk;
-static rd_kafka_mock_cluster_t *mock;
-static char brokers[256];
-
-static int mock_up(void)
-{
-	char errstr[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-
-	rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
-	mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (mock_rk == NULL)
-		return -1;
-	mock = rd_kafka_mock_cluster_new(mock_rk, 1);
-	if (mock == NULL)
-		return -1;
-	snprintf(brokers, sizeof(brokers), "%s",
-		 rd_kafka_mock_cluster_bootstraps(mock));
-	rd_kafka_mock_topic_create(mock, "stats", 2, 1);
-	return 0;
-}
+static struct t_mock mk;
 
 /* One ChannelStats record, delivered before this returns. */
 static int produce_stats(void)
@@ -58,7 +36,7 @@ static int produce_stats(void)
 	rd_kafka_t *p;
 	rd_kafka_resp_err_t err;
 
-	rd_kafka_conf_set(conf, "bootstrap.servers", brokers, NULL, 0);
+	rd_kafka_conf_set(conf, "bootstrap.servers", mk.brokers, NULL, 0);
 	rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
 	p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (p == NULL)
@@ -76,27 +54,15 @@ static int produce_stats(void)
 
 static int config(struct cb_config *cfg)
 {
-	char errstr[256];
-	struct {
-		enum cb_opt_id id;
-		const char *v;
-	} set[] = {
-		{CB_OPT_kafka_brokers, brokers},
+	const struct t_setting set[] = {
+		{CB_OPT_kafka_brokers, mk.brokers},
 		{CB_OPT_topic_stats, "stats"},
 		{CB_OPT_instance_id, "statsdtest"},
 		/* reconnect within a second once the broker is back */
 		{CB_OPT_kafka_opt, "log_level=3;reconnect.backoff.max.ms=1000"},
 	};
 
-	if (cb_config_init(cfg, errstr, sizeof(errstr)) != 0)
-		return -1;
-	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++)
-		if (cb_config_set(cfg, set[i].id, set[i].v, CB_SRC_FLAG, "test",
-				  false, errstr, sizeof(errstr)) != 0) {
-			printf("# %s\n", errstr);
-			return -1;
-		}
-	return 0;
+	return t_config(cfg, set, sizeof(set) / sizeof(set[0]));
 }
 
 /* Waits up to ms for Kafka's health to read want; returns what it read. */
@@ -139,7 +105,7 @@ static void test_health_follows_the_broker_without_records(void)
 	rec0 = cb_metric_get(CB_M_stats_records_total);
 
 	/* the broker goes away */
-	rd_kafka_mock_broker_set_down(mock, 1);
+	rd_kafka_mock_broker_set_down(mk.cluster, 1);
 	t0 = t_now_ms();
 	CHECK_INT(wait_kafka(CB_DEP_DOWN, 20000), CB_DEP_DOWN);
 	printf("# \"down\" %" PRId64 " ms after the broker\n",
@@ -155,7 +121,7 @@ static void test_health_follows_the_broker_without_records(void)
 	printf("# a late \"up\" stood for %" PRId64 " ms\n", t_now_ms() - t0);
 
 	/* the broker comes back; no record arrives, yet Kafka reads "up" */
-	rd_kafka_mock_broker_set_up(mock, 1);
+	rd_kafka_mock_broker_set_up(mk.cluster, 1);
 	t0 = t_now_ms();
 	CHECK_INT(wait_kafka(CB_DEP_UP, 20000), CB_DEP_UP);
 	printf("# \"up\" again %" PRId64 " ms after the broker\n",
@@ -171,12 +137,12 @@ static void test_health_follows_the_broker_without_records(void)
 int main(void)
 {
 	cb_log_init(getenv("CB_TEST_DEBUG") ? CB_LOG_DEBUG : CB_LOG_ERROR);
-	if (mock_up() != 0) {
+	if (t_mock_up(&mk, 1) != 0) {
 		printf("not ok - mock cluster\n");
 		return 1;
 	}
+	rd_kafka_mock_topic_create(mk.cluster, "stats", 2, 1);
 	RUN(test_health_follows_the_broker_without_records);
-	rd_kafka_mock_cluster_destroy(mock);
-	rd_kafka_destroy(mock_rk);
+	t_mock_down(&mk);
 	return test_done();
 }
