@@ -58,9 +58,10 @@ static int assign_all(struct cb_statsd *s)
 
 	err = rd_kafka_metadata(s->rk, 0, t, &md, 5000);
 	/* the answer, with or without the topic, says whether Kafka is up */
-	cb_health_set(CB_DEP_KAFKA, err == RD_KAFKA_RESP_ERR_NO_ERROR
-					    ? CB_DEP_UP
-					    : CB_DEP_DOWN);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		cb_kafka_health_seen(&s->health);
+	else
+		cb_health_set(CB_DEP_KAFKA, CB_DEP_DOWN);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
 	    md->topics[0].err || md->topics[0].partition_cnt == 0)
 		goto out;
