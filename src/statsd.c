@@ -9,8 +9,9 @@
  * start-up and /api/health says "cache":"ready"; records applied before that
  * add no end-to-end latency samples (they are history, not live).
  *
- * The topic may not exist yet (chatbattle init not run): the thread retries
- * every two seconds and the cache stays "down" meanwhile.
+ * Kafka may not answer yet, or the topic may not exist yet (chatbattle init
+ * not run): the thread warns once for each, retries every two seconds, and
+ * the cache stays "down" meanwhile.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -45,8 +46,9 @@ struct cb_statsd {
 	struct cb_kafka_health health;
 };
 
-/* Assigns every partition of the topic from the beginning.  Returns 0, or
- * CB_E_NOTFOUND while the topic does not exist. */
+/* Assigns every partition of the topic from the beginning.  Returns 0,
+ * CB_E_AGAIN while Kafka does not answer, or CB_E_NOTFOUND while the topic
+ * does not exist. */
 static int assign_all(struct cb_statsd *s)
 {
 	const struct rd_kafka_metadata *md = NULL;
@@ -58,11 +60,13 @@ static int assign_all(struct cb_statsd *s)
 
 	err = rd_kafka_metadata(s->rk, 0, t, &md, 5000);
 	/* the answer, with or without the topic, says whether Kafka is up */
-	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		cb_kafka_health_seen(&s->health);
-	else
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		cb_health_set(CB_DEP_KAFKA, CB_DEP_DOWN);
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
+		rc = CB_E_AGAIN;
+		goto out;
+	}
+	cb_kafka_health_seen(&s->health);
+	if (md->topic_cnt != 1 ||
 	    md->topics[0].err || md->topics[0].partition_cnt == 0)
 		goto out;
 	s->nparts = md->topics[0].partition_cnt;
@@ -152,7 +156,8 @@ static void handle(struct cb_statsd *s, rd_kafka_message_t *m)
 static void *statsd_main(void *arg)
 {
 	struct cb_statsd *s = arg;
-	bool assigned = false, warned = false;
+	bool assigned = false;
+	int warned = 0; /* the last retry reason warned about */
 
 	while (!atomic_load(&s->stop)) {
 		rd_kafka_message_t *m;
@@ -162,13 +167,17 @@ static void *statsd_main(void *arg)
 
 			if (rc == 0) {
 				assigned = true;
-			} else if (rc == CB_E_NOTFOUND) {
-				if (!warned)
+			} else if (rc == CB_E_NOTFOUND || rc == CB_E_AGAIN) {
+				if (rc != warned && rc == CB_E_NOTFOUND)
 					cb_warn(SUB, "topic %s not found yet: "
 						     "retrying (run chatbattle "
 						     "init)",
 						s->cfg->topic_stats);
-				warned = true;
+				else if (rc != warned)
+					cb_warn(SUB, "Kafka (%s) does not "
+						     "answer: retrying",
+						s->cfg->kafka_brokers);
+				warned = rc;
 				for (int i = 0; i < 20 && !atomic_load(&s->stop);
 				     i++)
 					rd_kafka_poll(s->rk, 100);

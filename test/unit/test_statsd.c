@@ -4,8 +4,11 @@
  * ready; Kafka's health (/api/health) follows the broker even when no
  * record arrives, as in a serve-only instance, which has no producer to
  * probe Kafka: "down" when the broker goes away, "down" again after a late
- * "up" from another client, "up" once the broker is back.
+ * "up" from another client, "up" once the broker is back.  Started while
+ * Kafka does not answer, it says so (not "topic not found") and retries
+ * until the cache is ready.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -134,6 +137,75 @@ static void test_health_follows_the_broker_without_records(void)
 	cb_config_release(&cfg);
 }
 
+/* The whole of file path, NUL-terminated, in buf. */
+static void slurp(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, size - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	if (fd >= 0)
+		close(fd);
+}
+
+static void test_start_while_kafka_does_not_answer(void)
+{
+	char logpath[] = "/tmp/cb-test-statsd-XXXXXX", text[65536];
+	struct cb_config cfg;
+	struct cb_app app;
+	struct cb_stats_view v;
+	char errstr[256];
+	int logfd = mkstemp(logpath), saved = dup(2), level = cb_log_threshold;
+	int64_t deadline;
+	bool said = false;
+
+	CHECK(logfd >= 0 && saved >= 0);
+	memset(&app, 0, sizeof(app));
+	CHECK(config(&cfg) == 0);
+	app.cfg = &cfg;
+	app.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	CHECK(app.wake_fd >= 0);
+	rd_kafka_mock_broker_set_down(mk.cluster, 1);
+	/* the thread's warnings, into a file */
+	fflush(stderr);
+	dup2(logfd, 2);
+	cb_log_threshold = CB_LOG_WARN;
+	CHECK(cb_statsd_start(&app, errstr, sizeof(errstr)) == 0);
+	deadline = t_now_ms() + 20000;
+	while (!said && t_now_ms() < deadline) {
+		poll(NULL, 0, 50);
+		slurp(logpath, text, sizeof(text));
+		said = strstr(text, "does not answer") != NULL;
+	}
+	cb_log_threshold = level;
+	dup2(saved, 2);
+	close(saved);
+	close(logfd);
+	unlink(logpath);
+	/* Regression: it blamed the topic ("not found yet ... run chatbattle
+	 * init") when Kafka itself did not answer. */
+	CHECK(said);
+	CHECK(strstr(text, "not found yet") == NULL);
+	CHECK(strstr(text, mk.brokers) != NULL);
+	CHECK_INT(cb_health_get(CB_DEP_KAFKA), CB_DEP_DOWN);
+	CHECK(cb_health_get(CB_DEP_CACHE) != CB_DEP_UP);
+
+	/* the broker answers: the thread assigns, reads, is ready */
+	rd_kafka_mock_broker_set_up(mk.cluster, 1);
+	deadline = t_now_ms() + 30000;
+	while ((cb_health_get(CB_DEP_CACHE) != CB_DEP_UP ||
+		cb_stats_cache_get(app.cache, CHANNEL, &v) != 0) &&
+	       t_now_ms() < deadline)
+		poll(NULL, 0, 10);
+	CHECK_INT(cb_health_get(CB_DEP_CACHE), CB_DEP_UP);
+	CHECK_INT(cb_stats_cache_get(app.cache, CHANNEL, &v), 0);
+	CHECK_INT(cb_health_get(CB_DEP_KAFKA), CB_DEP_UP);
+
+	cb_statsd_stop(&app);
+	close(app.wake_fd);
+	cb_config_release(&cfg);
+}
+
 int main(void)
 {
 	cb_log_init(getenv("CB_TEST_DEBUG") ? CB_LOG_DEBUG : CB_LOG_ERROR);
@@ -143,6 +215,7 @@ int main(void)
 	}
 	rd_kafka_mock_topic_create(mk.cluster, "stats", 2, 1);
 	RUN(test_health_follows_the_broker_without_records);
+	RUN(test_start_while_kafka_does_not_answer);
 	t_mock_down(&mk);
 	return test_done();
 }
