@@ -78,6 +78,22 @@ static enum cb_dep_state wait_kafka(enum cb_dep_state want, int64_t ms)
 	return cb_health_get(CB_DEP_KAFKA);
 }
 
+/* Waits up to ms for the cache to be ready and to hold CHANNEL; *v gets
+ * its figures.  Returns whether it did. */
+static bool wait_cache(struct cb_app *app, int64_t ms, struct cb_stats_view *v)
+{
+	int64_t deadline = t_now_ms() + ms;
+
+	for (;;) {
+		if (cb_health_get(CB_DEP_CACHE) == CB_DEP_UP &&
+		    cb_stats_cache_get(app->cache, CHANNEL, v) == 0)
+			return true;
+		if (t_now_ms() >= deadline)
+			return false;
+		poll(NULL, 0, 10);
+	}
+}
+
 static void test_health_follows_the_broker_without_records(void)
 {
 	struct cb_config cfg;
@@ -85,7 +101,7 @@ static void test_health_follows_the_broker_without_records(void)
 	struct cb_stats_view v;
 	char errstr[256];
 	uint64_t rec0;
-	int64_t deadline, t0;
+	int64_t t0;
 
 	memset(&app, 0, sizeof(app));
 	CHECK(produce_stats() == 0);
@@ -96,13 +112,7 @@ static void test_health_follows_the_broker_without_records(void)
 	CHECK(cb_statsd_start(&app, errstr, sizeof(errstr)) == 0);
 
 	/* the record reaches the cache; every partition's end: ready */
-	deadline = t_now_ms() + 20000;
-	while ((cb_health_get(CB_DEP_CACHE) != CB_DEP_UP ||
-		cb_stats_cache_get(app.cache, CHANNEL, &v) != 0) &&
-	       t_now_ms() < deadline)
-		poll(NULL, 0, 10);
-	CHECK_INT(cb_health_get(CB_DEP_CACHE), CB_DEP_UP);
-	CHECK_INT(cb_stats_cache_get(app.cache, CHANNEL, &v), 0);
+	CHECK(wait_cache(&app, 20000, &v));
 	CHECK_INT(v.message_count, 1250);
 	CHECK_INT(cb_health_get(CB_DEP_KAFKA), CB_DEP_UP);
 	rec0 = cb_metric_get(CB_M_stats_records_total);
@@ -192,13 +202,8 @@ static void test_start_while_kafka_does_not_answer(void)
 
 	/* the broker answers: the thread assigns, reads, is ready */
 	rd_kafka_mock_broker_set_up(mk.cluster, 1);
-	deadline = t_now_ms() + 30000;
-	while ((cb_health_get(CB_DEP_CACHE) != CB_DEP_UP ||
-		cb_stats_cache_get(app.cache, CHANNEL, &v) != 0) &&
-	       t_now_ms() < deadline)
-		poll(NULL, 0, 10);
-	CHECK_INT(cb_health_get(CB_DEP_CACHE), CB_DEP_UP);
-	CHECK_INT(cb_stats_cache_get(app.cache, CHANNEL, &v), 0);
+	CHECK(wait_cache(&app, 30000, &v));
+	CHECK_INT(v.message_count, 1250);
 	CHECK_INT(cb_health_get(CB_DEP_KAFKA), CB_DEP_UP);
 
 	cb_statsd_stop(&app);
