@@ -104,6 +104,12 @@ int cb_kafka_conf_new(const struct cb_config *cfg, const char *role,
 	return 0;
 }
 
+void cb_kafka_health_start(struct cb_kafka_health *h)
+{
+	h->last_seen_ms = cb_mono_ms();
+	h->last_probe_ms = 0;
+}
+
 void cb_kafka_health_seen(struct cb_kafka_health *h)
 {
 	h->last_seen_ms = cb_mono_ms();

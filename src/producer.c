@@ -398,7 +398,7 @@ int cb_producer_start(struct cb_app *app, char *errstr, size_t errstr_size)
 				rd_kafka_err2str(rd_kafka_last_error()));
 		goto out;
 	}
-	p->health.last_seen_ms = cb_mono_ms();
+	cb_kafka_health_start(&p->health);
 	if (pthread_create(&p->thread, NULL, producer_main, p) != 0) {
 		err = cb_seterr(errstr, errstr_size, CB_E_IO,
 				"cannot start the producer thread");

@@ -153,6 +153,21 @@ static void handle(struct cb_statsd *s, rd_kafka_message_t *m)
 	}
 }
 
+/* Says why the topic is not read yet, once per reason (assign_all's). */
+static void warn_retry(struct cb_statsd *s, int rc, int *warned)
+{
+	if (rc == *warned)
+		return;
+	*warned = rc;
+	if (rc == CB_E_NOTFOUND)
+		cb_warn(SUB, "topic %s not found yet: retrying (run chatbattle "
+			     "init)",
+			s->cfg->topic_stats);
+	else
+		cb_warn(SUB, "Kafka (%s) does not answer: retrying",
+			s->cfg->kafka_brokers);
+}
+
 static void *statsd_main(void *arg)
 {
 	struct cb_statsd *s = arg;
@@ -168,16 +183,7 @@ static void *statsd_main(void *arg)
 			if (rc == 0) {
 				assigned = true;
 			} else if (rc == CB_E_NOTFOUND || rc == CB_E_AGAIN) {
-				if (rc != warned && rc == CB_E_NOTFOUND)
-					cb_warn(SUB, "topic %s not found yet: "
-						     "retrying (run chatbattle "
-						     "init)",
-						s->cfg->topic_stats);
-				else if (rc != warned)
-					cb_warn(SUB, "Kafka (%s) does not "
-						     "answer: retrying",
-						s->cfg->kafka_brokers);
-				warned = rc;
+				warn_retry(s, rc, &warned);
 				for (int i = 0; i < 20 && !atomic_load(&s->stop);
 				     i++)
 					rd_kafka_poll(s->rk, 100);
@@ -228,7 +234,7 @@ int cb_statsd_start(struct cb_app *app, char *errstr, size_t errstr_size)
 				 "out of memory");
 	s->app = app;
 	s->cfg = app->cfg;
-	s->health.last_seen_ms = cb_mono_ms();
+	cb_kafka_health_start(&s->health);
 	cb_health_set(CB_DEP_CACHE, CB_DEP_DOWN);
 	err = cb_stats_cache_new(&app->cache, (size_t)app->cfg->windows_kept,
 				 errstr, errstr_size);

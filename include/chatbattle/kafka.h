@@ -54,6 +54,9 @@ struct cb_kafka_health {
 	int64_t last_probe_ms; /* last metadata probe (monotonic) */
 };
 
+/* At the client's start: the first probe comes one interval later. */
+void cb_kafka_health_start(struct cb_kafka_health *h);
+
 /* Traffic seen now: Kafka is up. */
 void cb_kafka_health_seen(struct cb_kafka_health *h);
 
