@@ -6,8 +6,9 @@ set -eu
 
 build="gcc make pkg-config librdkafka-dev libssl-dev libjansson-dev libevent-dev libmicrohttpd-dev liblz4-dev"
 # test: man page lint, Kafka/Cassandra clients for checks, the local stack's
-# JVMs and Maven, the browser test, and the compose/systemd checkers.
-test="$build mandoc kcat python3-cassandra openjdk-17-jre-headless maven curl chromium nodejs npm docker-compose systemd"
+# JVMs and Maven, javac for the Kafka Streams reference (test/parity), the
+# browser test, and the compose/systemd checkers.
+test="$build mandoc kcat python3-cassandra openjdk-17-jre-headless openjdk-17-jdk-headless maven curl chromium nodejs npm docker-compose systemd"
 bench="$test wrk"
 fuzz="$build clang libclang-rt-14-dev"
 
