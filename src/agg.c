@@ -78,6 +78,12 @@
 /* How long the loop holds (stops polling) before it pauses partitions. */
 #define HOLD_MAX_MS 1000
 #define TXN_TIMEOUT_MS 30000
+/* rd_kafka_seek_partitions waits for the seeks, which are local and quick,
+ * without a bound: librdkafka 2.0.2 (Debian's) reads a timeout there as
+ * microseconds (fixed in 2.1.0, librdkafka #4230), so "10000" gave up after
+ * 10 ms and a busy machine (t70-parity at a load average of 180) made the
+ * recovery's seek "time out" and the aggregator stop. */
+#define SEEK_WAIT (-1)
 #define STOP_DRAIN_MS 5000
 
 enum pend_kind { PK_MSG = 1, PK_EVENT = 2, PK_BAD = 3, PK_PAD = 4 };
@@ -197,7 +203,7 @@ static void pause_one(struct cb_agg *a, int p, bool pause)
 		->offset = a->parts[p].pos;
 	if (!pause && a->parts[p].pos >= 0) {
 		rd_kafka_error_t *e =
-			rd_kafka_seek_partitions(a->consumer, l, 5000);
+			rd_kafka_seek_partitions(a->consumer, l, SEEK_WAIT);
 
 		if (e != NULL) {
 			cb_warn(SUB, "[%d] seek to %" PRId64 ": %s", p,
@@ -1194,7 +1200,7 @@ static int recover(struct cb_agg *a)
 			l->elems[i].offset, pt->gen,
 			cb_winset_channels(pt->ws));
 	}
-	e = rd_kafka_seek_partitions(a->consumer, l, 10000);
+	e = rd_kafka_seek_partitions(a->consumer, l, SEEK_WAIT);
 	if (e != NULL) {
 		snprintf(errstr, sizeof(errstr), "seek: %s",
 			 rd_kafka_error_string(e));
@@ -1399,7 +1405,7 @@ static void handle_message(struct cb_agg *a, rd_kafka_message_t *m)
 		pause_one(a, p, true);
 		cb_metric_add(CB_M_agg_pauses_total, 1);
 		a->parts[p].pos = m->offset;
-		e = rd_kafka_seek_partitions(a->consumer, l, 5000);
+		e = rd_kafka_seek_partitions(a->consumer, l, SEEK_WAIT);
 		if (e != NULL) {
 			rd_kafka_error_destroy(e);
 			fatal(a, "seek after a full queue failed");
