@@ -7,7 +7,8 @@
  *     start, or plain TCP) and its clients: login (PASS/NICK, CAP), JOIN,
  *     PART, PING/PONG, RECONNECT, QUIT;
  *   - the channels and their generators: every tick each channel with a
- *     joined client makes the lines that are due at sim_rate (PRIVMSG with
+ *     joined client makes the lines that are due at its rate (sim_rate, or
+ *     its own from sim_channel_rates or "rate N CHANNEL") (PRIVMSG with
  *     realistic tags, some USERNOTICE/CLEARCHAT events, optionally malformed
  *     lines), or the replay of a file of raw lines;
  *   - the control listener (loopback only): one command per line, one reply
@@ -82,7 +83,9 @@ struct sim_chan {
 	uint64_t seq;     /* lines generated (sent or not) */
 	double due;
 	uint32_t joined;  /* clients that joined it */
-	bool configured;  /* listed in sim_channels */
+	bool configured;  /* listed in sim_channels or sim_channel_rates */
+	double rate;      /* lines per second when own_rate, else sim->rate */
+	bool own_rate;
 };
 
 struct cb_sim;
@@ -674,6 +677,55 @@ static void sync_finish(struct cb_sim *sim)
 	sim->sync_ctl = NULL;
 }
 
+/*
+ * sim_channel_rates: "CHANNEL=RATE,..." gives those channels their own
+ * lines per second (they then have chat even when sim_channels lists
+ * others).  A bad entry is an error naming it.
+ */
+static int channel_rates(struct cb_sim *sim, const char *list, char *errstr,
+			 size_t errstr_size)
+{
+	const char *p = list;
+
+	while (*p != '\0') {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		const char *eq = memchr(p, '=', len);
+		char name[CB_CHANNEL_MAX + 1], why[96], num[32];
+		struct sim_chan *ch;
+		double r = -1;
+		char *end = NULL;
+		size_t nlen;
+
+		if (eq != NULL &&
+		    (nlen = len - (size_t)(eq + 1 - p)) < sizeof(num)) {
+			memcpy(num, eq + 1, nlen);
+			num[nlen] = '\0';
+			r = strtod(num, &end);
+		}
+		if (eq == NULL || end == NULL || end == num || *end != '\0' ||
+		    !(r >= 0) || !isfinite(r) ||
+		    cb_channel_normalize(p, (size_t)(eq - p), name, why,
+					 sizeof(why)) != 0)
+			return cb_seterr(errstr, errstr_size, CB_E_CONFIG,
+					 "sim_channel_rates: \"%.*s\" is not "
+					 "CHANNEL=RATE (messages per second "
+					 ">= 0)",
+					 (int)(len > 60 ? 60 : len), p);
+		ch = chan_get(sim, name);
+		if (ch == NULL)
+			return cb_seterr(errstr, errstr_size, CB_E_CONFIG,
+					 "sim_channel_rates: more than %d "
+					 "channels",
+					 SIM_MAX_CHANNELS);
+		ch->rate = r;
+		ch->own_rate = true;
+		ch->configured = true;
+		p += len + (comma != NULL);
+	}
+	return 0;
+}
+
 /* ---- generated chat ---- */
 
 static const char *const words[] = {
@@ -1045,16 +1097,18 @@ static void generate(struct cb_sim *sim, struct sim_chan *ch, double dt_s,
 	char buf[SIM_GEN_LINE_MAX];
 	double mal = sim->cfg->sim_malformed_rate;
 	double ev = sim->cfg->sim_event_rate;
+	double rate;
 	uint64_t n;
 
 	if (ch->joined == 0 || chan_backlogged(sim, ch)) {
 		ch->due = 0;
 		return;
 	}
-	ch->due += sim->rate * dt_s;
+	rate = ch->own_rate ? ch->rate : sim->rate;
+	ch->due += rate * dt_s;
 	/* no bursts after a pause: at most 100 ms of chat at once */
-	if (ch->due > sim->rate * 0.1 + 1)
-		ch->due = sim->rate * 0.1 + 1;
+	if (ch->due > rate * 0.1 + 1)
+		ch->due = rate * 0.1 + 1;
 	n = (uint64_t)ch->due;
 	ch->due -= (double)n;
 	while (n-- > 0) {
@@ -1658,12 +1712,33 @@ static void ctl_command(struct sim_ctl *ctl, char *line, size_t len)
 	} else if (IS("rate")) {
 		char *end;
 		double r = strtod(arg, &end);
+		char name[CB_CHANNEL_MAX + 1], why[96];
+		struct sim_chan *ch;
 
-		if (arg_len == 0 || end == arg || r < 0 || !isfinite(r)) {
-			ctl_reply(ctl, "err rate needs a number >= 0");
+		if (arg_len == 0 || end == arg || r < 0 || !isfinite(r) ||
+		    (*end != '\0' && *end != ' ')) {
+			ctl_reply(ctl, "err rate needs a number >= 0 "
+				       "[CHANNEL]");
 			return;
 		}
-		sim->rate = r;
+		if (*end == '\0') {
+			sim->rate = r;
+			ctl_reply(ctl, "ok");
+			return;
+		}
+		/* rate N CHANNEL: that channel's own rate, from now on. */
+		if (cb_channel_normalize(end + 1, strlen(end + 1), name, why,
+					 sizeof(why)) != 0) {
+			ctl_reply(ctl, "err %s", why);
+			return;
+		}
+		if ((ch = chan_get(sim, name)) == NULL) {
+			ctl_reply(ctl, "err too many channels");
+			return;
+		}
+		ch->rate = r;
+		ch->own_rate = true;
+		ch->configured = true;
 		ctl_reply(ctl, "ok");
 	} else if (IS("reconnect")) {
 		int64_t grace = sim->cfg->sim_reconnect_grace_ms;
@@ -1785,10 +1860,11 @@ size_t cb_sim_stats_json(struct cb_sim *sim, char *buf, size_t size)
 			tot[k] += ch->sent[k];
 		OUT("%s\"%s\":{\"messages\":%" PRIu64 ",\"events\":%" PRIu64
 		    ",\"malformed\":%" PRIu64 ",\"injected\":%" PRIu64
-		    ",\"other\":%" PRIu64 ",\"joined\":%u}",
+		    ",\"other\":%" PRIu64 ",\"joined\":%u,\"rate\":%g}",
 		    i ? "," : "", ch->name, ch->sent[LK_MESSAGE],
 		    ch->sent[LK_EVENT], ch->sent[LK_MALFORMED],
-		    ch->sent[LK_INJECTED], ch->sent[LK_OTHER], ch->joined);
+		    ch->sent[LK_INJECTED], ch->sent[LK_OTHER], ch->joined,
+		    ch->own_rate ? ch->rate : sim->rate);
 	}
 	OUT("},\"totals\":{\"messages\":%" PRIu64 ",\"events\":%" PRIu64
 	    ",\"malformed\":%" PRIu64 ",\"injected\":%" PRIu64
@@ -1975,6 +2051,9 @@ int cb_sim_new(struct cb_sim **out, const struct cb_config *cfg, char *errstr,
 		if (ch != NULL)
 			ch->configured = true;
 	}
+	err = channel_rates(sim, cfg->sim_channel_rates, errstr, errstr_size);
+	if (err != 0)
+		goto out;
 	if (cfg->sim_replay[0] != '\0') {
 		err = load_replay(sim, cfg->sim_replay, errstr, errstr_size);
 		if (err != 0)

@@ -5,7 +5,8 @@
 # (CAP, 001, JOIN/353/366/ROOMSTATE), Improperly formatted auth; generated
 # lines parse with `chatbattle irc-parse` and their emote ranges name the
 # emotes; with --sim-count the simulator syncs, prints its final statistics
-# (equal to what the client read) and exits 0; --sim-replay replays a file.
+# (equal to what the client read) and exits 0; --sim-replay replays a file;
+# --sim-channel-rates and "rate N CHANNEL" give channels their own rates.
 # Uses $CB_BIN (default build/asan/chatbattle) and /usr/bin/python3 as the
 # IRC client.
 set -uo pipefail
@@ -175,5 +176,35 @@ check("--sim-replay: every line once, in order, then stats and exit",
       and final["channels"]["r"]["messages"] == 20
       and final["channels"]["r"]["events"] == 1
       and [l for l in cl.lines if "replayed" in l][-1].endswith("replayed 19"), final)
+# 4. per-channel rates: --sim-channel-rates and "rate N CHANNEL"
+p, info = start("--sim-rate=10", "--sim-channel-rates=fast=400,Slow=40",
+                "--sim-event-rate=0", "--sim-tls=false")
+cl = Client(info, tls=False)
+cl.send("NICK justinfan3")
+cl.send("JOIN #fast,#slow,#other")
+seen = {"fast": 0}
+def count_fast(l):
+    if " PRIVMSG #fast :" in l:
+        seen["fast"] += 1
+    return seen["fast"] >= 800
+cl.read_until(count_fast, timeout=60)
+st = json.loads(ctl(info, "stats"))
+ch = st["channels"]
+check("--sim-channel-rates: each channel at its own rate, the others at --sim-rate",
+      seen["fast"] >= 800 and ch["fast"]["rate"] == 400 and ch["slow"]["rate"] == 40
+      and ch["other"]["rate"] == 10
+      and ch["fast"]["messages"] > 4 * ch["slow"]["messages"] > 0
+      and ch["slow"]["messages"] > 2 * ch["other"]["messages"], ch)
+check("rate N CHANNEL sets one channel's rate",
+      ctl(info, "rate 1000 other") == "ok"
+      and json.loads(ctl(info, "stats"))["channels"]["other"]["rate"] == 1000
+      and ctl(info, "rate 5 not-a-channel!").startswith("err ")
+      and ctl(info, "rate 5x other").startswith("err "))
+ctl(info, "quit")
+p.wait(10)
+bad = subprocess.run([bin, "simulate", "--sim-port=0", "--sim-tls=false",
+                      "--sim-channel-rates=a=1,b=fast"], capture_output=True, text=True, timeout=20)
+check("a bad --sim-channel-rates entry is refused, naming it",
+      bad.returncode != 0 and '"b=fast"' in bad.stderr, bad.stderr)
 sys.exit(failed)
 EOF
