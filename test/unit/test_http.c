@@ -5,11 +5,10 @@
  * shape (the original API's exact fields and bytes), errors (400 404 405
  * 413 415 401 403), CORS, keep-alive, hostile requests, the OpenAPI
  * document against the route table, embedded assets, and Server-Sent
- * Events (updates, heartbeats, no pinned thread, limits, stop).
- *
- * `test_http --serve` instead runs a fixture server for the browser test
- * (test/integration/t55-browser) until its standard input closes: see
- * serve_fixture() at the end.
+ * Events (updates, heartbeats, no pinned thread, limits, stop), and the
+ * battle (GET /api/battle ranking from the cache, bad requests, its event
+ * stream).  The browser test (t55) runs the whole pipeline instead of a
+ * fixture.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1440,120 +1439,9 @@ static void test_battle_stream(void)
 	srv_stop(&s);
 }
 
-/* ---- fixture server for the browser test ---- */
-
-/*
- * `test_http --serve`: the HTTP module with a stats cache and a stand-in
- * for the pipeline behind it, until standard input closes.  Prints
- * "port N" on standard output.  A POST (JOIN) of a channel makes the
- * stand-in apply a ChannelStats record for it every 200 ms with a count
- * that grows; a DELETE (PART) stops that.  Used only until the IRC reader
- * and the aggregator are on main.
- */
-struct fixture {
-	struct srv *s;
-	volatile int stop;
-	char active[16][26];
-	int64_t count[16];
-};
-
-static void *fixture_main(void *arg)
-{
-	struct fixture *f = arg;
-	int64_t tick = 0;
-
-	while (!f->stop) {
-		struct cb_irc_cmd c;
-		struct pollfd p = {.fd = -1};
-		int64_t now = (int64_t)time(NULL) * 1000;
-		int64_t start = now - now % 600000;
-
-		while ((c = next_cmd(f->s)).op != 0) {
-			for (int i = 0; i < 16; i++) {
-				if (c.op == CB_IRC_JOIN &&
-				    f->active[i][0] == '\0') {
-					memcpy(f->active[i], c.channel, 26);
-					f->count[i] = 0;
-					break;
-				}
-				if (c.op == CB_IRC_PART &&
-				    strcmp(f->active[i], c.channel) == 0) {
-					f->active[i][0] = '\0';
-					break;
-				}
-				if (c.op == CB_IRC_JOIN &&
-				    strcmp(f->active[i], c.channel) == 0)
-					break;
-			}
-		}
-		for (int i = 0; i < 16; i++) {
-			char extra[1024], pm[160] = "";
-			int64_t m = (now - start) / 60000;
-			size_t used = 0;
-
-			if (f->active[i][0] == '\0')
-				continue;
-			f->count[i] += 3 + (tick + i) % 5;
-			/* Minutes of the window so far: zeros, then the last
-			 * three growing up to the current minute. */
-			for (int64_t k = 0; k < m - 2 && used < sizeof(pm); k++)
-				used += (size_t)snprintf(pm + used,
-							 sizeof(pm) - used,
-							 "0,");
-			snprintf(extra, sizeof(extra),
-				 "\"per_minute\":[%s%lld,%lld,%lld],"
-				 "\"top_emotes\":[{\"name\":\"Kappa\",\"count\":%lld},"
-				 "{\"name\":\"PogChamp\",\"count\":%lld}],"
-				 "\"top_chatters\":[{\"username\":\"viewer1\",\"count\":%lld}],"
-				 "\"events\":{\"sub\":%lld,\"raid\":1},"
-				 "\"moments\":[{\"minute_start\":%lld,\"count\":%lld,"
-				 "\"mean\":2.0,\"stddev\":1.0,\"score\":4.0}]",
-				 pm, (long long)(f->count[i] / 3),
-				 (long long)(f->count[i] / 2),
-				 (long long)f->count[i],
-				 (long long)(f->count[i] / 4 + 1),
-				 (long long)(f->count[i] / 8 + 1),
-				 (long long)(f->count[i] / 10 + 1),
-				 (long long)(f->count[i] / 20),
-				 (long long)(start + m * 60000),
-				 (long long)f->count[i]);
-			apply(f->s, f->active[i], f->count[i], start, now,
-			      extra);
-		}
-		tick++;
-		poll(&p, 0, 200);
-	}
-	return NULL;
-}
-
-static int serve_fixture(void)
-{
-	static struct srv s;
-	struct fixture f = {.s = &s};
-	pthread_t t;
-	char line[64];
-
-	if (srv_start(&s, NULL) != 0)
-		return 1;
-	for (int d = 0; d < CB_DEP_COUNT; d++)
-		cb_health_set((enum cb_dep)d, CB_DEP_UP);
-	cb_health_set(CB_DEP_CASSANDRA, CB_DEP_DISABLED);
-	printf("port %u\n", (unsigned)s.port);
-	fflush(stdout);
-	pthread_create(&t, NULL, fixture_main, &f);
-	while (fgets(line, sizeof(line), stdin) != NULL)
-		;
-	f.stop = 1;
-	pthread_join(t, NULL);
-	srv_stop(&s);
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	if (argc > 1 && strcmp(argv[1], "--serve") == 0)
-		return serve_fixture();
 	RUN(test_iso8601_matches_javascript);
 	RUN(test_loopback_addresses);
 	RUN(test_refuses_public_bind_without_token);
