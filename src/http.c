@@ -60,6 +60,8 @@ static const struct route routes[] = {
 	{{"GET", "/api/health"}, cb_http_api_health, "", 0},
 	{{"GET", "/api/channels"}, cb_http_api_channels, "", 0},
 	{{"GET", "/api/openapi.json"}, cb_http_api_openapi, "", 0},
+	{{"GET", "/api/battle"}, cb_http_api_battle, "channels", 0},
+	{{"GET", "/api/battle/events"}, cb_http_sse_battle, "channels", 0},
 	{{"GET", "/api/channels/{channelId}/stats"}, cb_http_api_stats, "", 0},
 	{{"GET", "/api/channels/{channelId}/windows"}, cb_http_api_windows,
 	 "limit", 0},

@@ -242,7 +242,7 @@ enum MHD_Result cb_http_api_stats(struct cb_http_ctx *x)
 
 /* ---- GET /api/channels ---- */
 
-static const char *irc_state_name(int st)
+const char *cb_http_irc_state_name(int st)
 {
 	switch (st) {
 	case CB_IRC_CHAN_PENDING: return "pending";
@@ -265,8 +265,7 @@ static int by_status_name(const void *a, const void *b)
 	return strcmp(x->channel, y->channel);
 }
 
-/* The monitored channels, sorted (malloc'd; NULL with *n = 0 when none). */
-static struct cb_irc_channel_status *irc_channels(struct cb_app *app,
+struct cb_irc_channel_status *cb_http_irc_channels(struct cb_app *app,
 						  size_t *n)
 {
 	struct cb_irc_channel_status *st = NULL;
@@ -292,7 +291,7 @@ static struct cb_irc_channel_status *irc_channels(struct cb_app *app,
 	return st;
 }
 
-static char (*cache_channels(struct cb_stats_cache *c, size_t *n))[26]
+char (*cb_http_cache_channels(struct cb_stats_cache *c, size_t *n))[26]
 {
 	char(*names)[26] = NULL;
 	size_t cap = 256, total;
@@ -327,7 +326,7 @@ static json_t *channel_entry(struct cb_stats_cache *c, const char *name,
 
 	json_object_set_new(e, "channel_id", json_string(name));
 	json_object_set_new(e, "monitored", json_boolean(st != NULL));
-	json_object_set_new(e, "state", st ? json_string(irc_state_name(
+	json_object_set_new(e, "state", st ? json_string(cb_http_irc_state_name(
 						     st->state))
 					   : json_null());
 	if (st != NULL) {
@@ -361,8 +360,8 @@ enum MHD_Result cb_http_api_channels(struct cb_http_ctx *x)
 	size_t nst, nn, i = 0, j = 0;
 	json_t *doc = json_object(), *list = json_array();
 
-	st = irc_channels(app, &nst);
-	names = cache_channels(app->cache, &nn);
+	st = cb_http_irc_channels(app, &nst);
+	names = cb_http_cache_channels(app->cache, &nn);
 	/* Merge the two sorted lists. */
 	while (i < nst || j < nn) {
 		int cmp = i >= nst   ? 1

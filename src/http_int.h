@@ -96,6 +96,41 @@ enum MHD_Result cb_http_api_stop(struct cb_http_ctx *x);
 enum MHD_Result cb_http_api_metrics(struct cb_http_ctx *x);
 enum MHD_Result cb_http_api_openapi(struct cb_http_ctx *x);
 
+/* Shared by the channel list and the battle (http_api.c).  The monitored
+ * channels and the channels with figures, each sorted by name, malloc'd
+ * (NULL with *n = 0 when none); the name of an enum cb_irc_chan_state. */
+struct cb_irc_channel_status;
+struct cb_stats_cache;
+struct cb_irc_channel_status *cb_http_irc_channels(struct cb_app *app,
+						  size_t *n);
+char (*cb_http_cache_channels(struct cb_stats_cache *c, size_t *n))[26];
+const char *cb_http_irc_state_name(int st);
+
+/* ---- the battle of channels (http_battle.c) ---- */
+
+/* Most channels one battle names (?channels=) or returns. */
+#define CB_HTTP_BATTLE_MAX 100
+
+struct cb_http_battle_query {
+	bool all;  /* no ?channels=: every channel watched */
+	size_t n;  /* channels named, distinct, normalized */
+	char names[CB_HTTP_BATTLE_MAX][26];
+};
+
+/* Reads ?channels= into q.  Returns 0, or -1 after sending a 400 (the
+ * handler returns *ret). */
+int cb_http_battle_parse(struct cb_http_ctx *x,
+			 struct cb_http_battle_query *q, enum MHD_Result *ret);
+/* The ranking document at now_ms (wall clock), malloc'd.  Returns 0 or
+ * CB_E_NOMEM. */
+int cb_http_battle_json(struct cb_http *h,
+			const struct cb_http_battle_query *q, int64_t now_ms,
+			char **json, size_t *len);
+/* Moves whenever a channel of q gets new figures (the event streams). */
+uint64_t cb_http_battle_version(struct cb_http *h,
+				const struct cb_http_battle_query *q);
+enum MHD_Result cb_http_api_battle(struct cb_http_ctx *x);
+
 /* GET /api/channels/:id/messages (http_messages.c). */
 enum MHD_Result cb_http_api_messages(struct cb_http_ctx *x);
 
@@ -118,6 +153,8 @@ int cb_http_sse_new(struct cb_http *h, char *errstr, size_t errstr_size);
 void cb_http_sse_shutdown(struct cb_http *h, int timeout_ms);
 void cb_http_sse_free(struct cb_http *h);
 enum MHD_Result cb_http_sse_events(struct cb_http_ctx *x);
+/* GET /api/battle/events: the battle document as it changes. */
+enum MHD_Result cb_http_sse_battle(struct cb_http_ctx *x);
 
 
 #endif

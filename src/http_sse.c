@@ -20,6 +20,14 @@
  * libmicrohttpd, which cannot end it before it is resumed, so the client
  * memory stays valid until its response's free callback runs.
  *
+ * GET /api/battle/events streams the battle document (http_battle.c)
+ * instead of one channel's figures: at once, then whenever one of its
+ * channels changed but at most every BATTLE_MIN_MS (a document covers up
+ * to CB_HTTP_BATTLE_MAX channels, and rates move with every record), and
+ * again after sse_heartbeat_s without a change (messages per minute move
+ * with the clock too).  The notifier looks at throttled battle streams at
+ * each of its NOTIFY_SLICE_MS slices.
+ *
  * No wake-up is missed: the callback samples the cache version before it
  * looks at its channel, and re-checks it under the lock before suspending;
  * a change after that point wakes the notifier (whose starting version is
@@ -48,6 +56,7 @@
 #define NOTIFY_SLICE_MS 250
 #define RETRY_MS 3000
 #define COALESCE_MS 20
+#define BATTLE_MIN_MS 1000
 
 struct sse_client {
 	struct cb_http_sse *sse;
@@ -56,6 +65,9 @@ struct sse_client {
 	uint64_t sent_version; /* channel version last sent; 0 = none */
 	int64_t next_hb_ms;    /* monotonic */
 	bool suspended;        /* under sse->lock */
+	struct cb_http_battle_query *battle; /* a battle stream, or NULL */
+	bool sent_any;         /* battle: the first document went out */
+	int64_t next_battle_ms; /* battle: monotonic, earliest next document */
 	char *out;             /* bytes to send (malloc'd), or NULL */
 	size_t out_len, out_off;
 	struct sse_client *prev, *next;
@@ -90,6 +102,54 @@ static int set_out(struct sse_client *cl, const char *text, size_t len)
 	return 0;
 }
 
+/* A battle stream's next document is due (under s->lock in wake()). */
+static bool battle_due(struct sse_client *cl, int64_t now)
+{
+	return !cl->sent_any || now >= cl->next_hb_ms ||
+	       (now >= cl->next_battle_ms &&
+		cb_http_battle_version(cl->sse->h, cl->battle) !=
+			cl->sent_version);
+}
+
+/* The battle document for cl into cl->out when due: 1, 0 or a cb_err. */
+static int prepare_battle(struct sse_client *cl)
+{
+	struct cb_http_sse *s = cl->sse;
+	int64_t now = cb_mono_ms();
+	uint64_t v;
+	char *json, *msg;
+	size_t len, mlen;
+	int n;
+
+	if (!battle_due(cl, now))
+		return 0;
+	/* The version first: a change while the document is built is then
+	 * sent again, never lost. */
+	v = cb_http_battle_version(s->h, cl->battle);
+	if (cb_http_battle_json(s->h, cl->battle, cb_wall_ms(), &json, &len) !=
+	    0)
+		return CB_E_NOMEM;
+	mlen = len + 64;
+	msg = malloc(mlen);
+	if (msg == NULL) {
+		free(json);
+		return CB_E_NOMEM;
+	}
+	n = snprintf(msg, mlen, "id: %" PRIu64 "\nevent: battle\ndata: %s\n\n",
+		     v, json);
+	free(json);
+	free(cl->out);
+	cl->out = msg;
+	cl->out_len = (size_t)n;
+	cl->out_off = 0;
+	cl->sent_version = v;
+	cl->sent_any = true;
+	cl->next_battle_ms = now + BATTLE_MIN_MS;
+	cl->next_hb_ms = now + s->h->cfg->sse_heartbeat_s * 1000;
+	cb_metric_add(CB_M_sse_events_total, 1);
+	return 1;
+}
+
 /* Builds the next message for cl into cl->out: its channel's stats when
  * they changed, else a heartbeat when due.  Returns 1 when there is one,
  * 0 when there is nothing to send, or a negative cb_err. */
@@ -102,6 +162,8 @@ static int prepare(struct sse_client *cl)
 	size_t len, mlen;
 	int n;
 
+	if (cl->battle != NULL)
+		return prepare_battle(cl);
 	if (cb_stats_cache_get(s->cache, cl->channel, &v) == 0 &&
 	    v.version != cl->sent_version &&
 	    cb_stats_cache_current_json(s->cache, cl->channel, &json, &len) ==
@@ -165,7 +227,10 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
 			pthread_mutex_unlock(&s->lock);
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		}
-		if (r > 0 || cb_stats_cache_version(s->cache) != global) {
+		/* A throttled battle stream does not spin on changes: the
+		 * notifier resumes it when its next document is due. */
+		if (r > 0 || (cl->battle == NULL &&
+			      cb_stats_cache_version(s->cache) != global)) {
 			pthread_mutex_unlock(&s->lock);
 			continue;
 		}
@@ -195,6 +260,7 @@ static void client_free(void *cls)
 	pthread_mutex_unlock(&s->lock);
 	cb_debug("http", "SSE stream for %s closed", cl->channel);
 	free(cl->out);
+	free(cl->battle);
 	free(cl);
 }
 
@@ -221,7 +287,10 @@ static void wake(struct cb_http_sse *s, bool changed, bool all, int64_t now)
 
 			if (!cl->suspended)
 				continue;
-			if (!all && now < cl->next_hb_ms &&
+			if (!all && cl->battle != NULL) {
+				if (!battle_due(cl, now))
+					continue;
+			} else if (!all && now < cl->next_hb_ms &&
 			    !(changed &&
 			      cb_stats_cache_get(s->cache, cl->channel, &v) ==
 				      0 &&
@@ -348,16 +417,55 @@ void cb_http_sse_free(struct cb_http *h)
 	h->sse = NULL;
 }
 
-enum MHD_Result cb_http_sse_events(struct cb_http_ctx *x)
+/* Registers cl (its hello in cl->out) and answers with its stream; frees
+ * cl when it cannot. */
+static enum MHD_Result open_stream(struct cb_http_ctx *x,
+				   struct sse_client *cl)
 {
 	static const char *const busy[] = {"Retry-After", "10", NULL};
 	static const char *const hdrs[] = {
 		"Cache-Control", "no-cache",
 		"X-Accel-Buffering", "no",
 		NULL};
+	struct cb_http_sse *s = cl->sse;
+	struct MHD_Response *r;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->stopping || s->nclients >= (size_t)x->h->cfg->sse_max_clients ||
+	    start_notifier(s) != 0) {
+		bool stopping = s->stopping;
+
+		pthread_mutex_unlock(&s->lock);
+		free(cl->out);
+		free(cl->battle);
+		free(cl);
+		cb_metric_add(CB_M_sse_rejected_total, 1);
+		return cb_http_error(x, 503, busy,
+				     stopping ? "shutting down"
+					      : "too many event streams open "
+						"(sse_max_clients)");
+	}
+	cl->next = s->head;
+	if (s->head)
+		s->head->prev = cl;
+	s->head = cl;
+	s->nclients++;
+	cb_metric_set(CB_M_sse_clients, s->nclients);
+	pthread_mutex_unlock(&s->lock);
+	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader,
+					      cl, client_free);
+	if (r == NULL) {
+		client_free(cl);
+		return cb_http_error(x, 500, NULL, "out of memory");
+	}
+	cb_debug("http", "SSE stream for %s opened", cl->channel);
+	return cb_http_queue(x, 200, "text/event-stream", r, 0, hdrs);
+}
+
+enum MHD_Result cb_http_sse_events(struct cb_http_ctx *x)
+{
 	struct cb_http_sse *s = x->h->sse;
 	struct sse_client *cl;
-	struct MHD_Response *r;
 	const char *last;
 	char hello[96];
 	int n;
@@ -383,33 +491,42 @@ enum MHD_Result cb_http_sse_events(struct cb_http_ctx *x)
 		free(cl);
 		return cb_http_error(x, 500, NULL, "out of memory");
 	}
-	pthread_mutex_lock(&s->lock);
-	if (s->stopping || s->nclients >= (size_t)x->h->cfg->sse_max_clients ||
-	    start_notifier(s) != 0) {
-		bool stopping = s->stopping;
+	return open_stream(x, cl);
+}
 
-		pthread_mutex_unlock(&s->lock);
-		free(cl->out);
+enum MHD_Result cb_http_sse_battle(struct cb_http_ctx *x)
+{
+	struct cb_http_sse *s = x->h->sse;
+	struct sse_client *cl;
+	enum MHD_Result ret;
+	char hello[64];
+	int n;
+
+	if (s == NULL)
+		return cb_http_error(x, 503, NULL,
+				     "the stats cache is not available in "
+				     "this instance");
+	cl = calloc(1, sizeof(*cl));
+	if (cl == NULL || (cl->battle = malloc(sizeof(*cl->battle))) == NULL) {
 		free(cl);
-		cb_metric_add(CB_M_sse_rejected_total, 1);
-		return cb_http_error(x, 503, busy,
-				     stopping ? "shutting down"
-					      : "too many event streams open "
-						"(sse_max_clients)");
-	}
-	cl->next = s->head;
-	if (s->head)
-		s->head->prev = cl;
-	s->head = cl;
-	s->nclients++;
-	cb_metric_set(CB_M_sse_clients, s->nclients);
-	pthread_mutex_unlock(&s->lock);
-	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader,
-					      cl, client_free);
-	if (r == NULL) {
-		client_free(cl);
 		return cb_http_error(x, 500, NULL, "out of memory");
 	}
-	cb_debug("http", "SSE stream for %s opened", cl->channel);
-	return cb_http_queue(x, 200, "text/event-stream", r, 0, hdrs);
+	if (cb_http_battle_parse(x, cl->battle, &ret) != 0) {
+		free(cl->battle);
+		free(cl);
+		return ret;
+	}
+	cl->sse = s;
+	cl->conn = x->conn;
+	/* For the logs: a battle stream has no one channel. */
+	memcpy(cl->channel, "(battle)", sizeof("(battle)"));
+	cl->next_hb_ms = cb_mono_ms() + x->h->cfg->sse_heartbeat_s * 1000;
+	n = snprintf(hello, sizeof(hello), "retry: %d\n: battle stream\n\n",
+		     RETRY_MS);
+	if (set_out(cl, hello, (size_t)n) != 0) {
+		free(cl->battle);
+		free(cl);
+		return cb_http_error(x, 500, NULL, "out of memory");
+	}
+	return open_stream(x, cl);
 }

@@ -7,12 +7,17 @@
  *     start, or plain TCP) and its clients: login (PASS/NICK, CAP), JOIN,
  *     PART, PING/PONG, RECONNECT, QUIT;
  *   - the channels and their generators: every tick each channel with a
- *     joined client makes the lines that are due at sim_rate (PRIVMSG with
+ *     joined client makes the lines that are due at its rate (sim_rate, or
+ *     its own from sim_channel_rates or "rate N CHANNEL") (PRIVMSG with
  *     realistic tags, some USERNOTICE/CLEARCHAT events, optionally malformed
  *     lines), or the replay of a file of raw lines;
  *   - the control listener (loopback only): one command per line, one reply
  *     line per command (stats, pause, resume, rate, reconnect, drop, sync,
- *     nopong, badtoken, send, joins, quit).
+ *     nopong, badtoken, send, viewers, helix429, joins, quit);
+ *   - a Helix-compatible HTTP endpoint (loopback, plain HTTP, evhttp on the
+ *     same loop): POST /oauth2/token (client credentials) and GET
+ *     /helix/streams?user_login=... with Twitch's rate-limit headers and
+ *     429s on demand, for the viewer counts.
  *
  * Exact ground truth: a line is counted for a channel when it is written to
  * at least one client that joined that channel.  "drop" and "sync" send a
@@ -36,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -45,6 +51,8 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -82,7 +90,10 @@ struct sim_chan {
 	uint64_t seq;     /* lines generated (sent or not) */
 	double due;
 	uint32_t joined;  /* clients that joined it */
-	bool configured;  /* listed in sim_channels */
+	bool configured;  /* listed in sim_channels or sim_channel_rates */
+	double rate;      /* lines per second when own_rate, else sim->rate */
+	bool own_rate;
+	int64_t viewers;  /* Helix viewer_count; -1: from the rate */
 };
 
 struct cb_sim;
@@ -127,6 +138,12 @@ struct cb_sim {
 	struct event_base *base;
 	SSL_CTX *ssl_ctx;
 	struct evconnlistener *listener, *ctl_listener;
+	struct evhttp *helix;
+	int helix_port;
+	uint64_t helix_tokens, helix_requests, helix_throttled;
+	uint64_t helix_429_left;  /* the next requests answered 429 */
+	int64_t helix_bucket_s;   /* the rate-limit minute (epoch seconds) */
+	int helix_used;           /* points used in it */
 	struct event *tick_ev, *stop_ev, *sig_int, *sig_term;
 	int stop_efd;
 	int port, ctl_port;
@@ -418,6 +435,7 @@ static struct sim_chan *chan_get(struct cb_sim *sim, const char *name)
 	memset(ch, 0, sizeof(*ch));
 	snprintf(ch->name, sizeof(ch->name), "%s", name);
 	ch->room_id = 10000000 + name_hash(name) % 900000000;
+	ch->viewers = -1;
 	return ch;
 }
 
@@ -672,6 +690,55 @@ static void sync_finish(struct cb_sim *sim)
 	}
 	sim->sync = SYNC_NONE;
 	sim->sync_ctl = NULL;
+}
+
+/*
+ * sim_channel_rates: "CHANNEL=RATE,..." gives those channels their own
+ * lines per second (they then have chat even when sim_channels lists
+ * others).  A bad entry is an error naming it.
+ */
+static int channel_rates(struct cb_sim *sim, const char *list, char *errstr,
+			 size_t errstr_size)
+{
+	const char *p = list;
+
+	while (*p != '\0') {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		const char *eq = memchr(p, '=', len);
+		char name[CB_CHANNEL_MAX + 1], why[96], num[32];
+		struct sim_chan *ch;
+		double r = -1;
+		char *end = NULL;
+		size_t nlen;
+
+		if (eq != NULL &&
+		    (nlen = len - (size_t)(eq + 1 - p)) < sizeof(num)) {
+			memcpy(num, eq + 1, nlen);
+			num[nlen] = '\0';
+			r = strtod(num, &end);
+		}
+		if (eq == NULL || end == NULL || end == num || *end != '\0' ||
+		    !(r >= 0) || !isfinite(r) ||
+		    cb_channel_normalize(p, (size_t)(eq - p), name, why,
+					 sizeof(why)) != 0)
+			return cb_seterr(errstr, errstr_size, CB_E_CONFIG,
+					 "sim_channel_rates: \"%.*s\" is not "
+					 "CHANNEL=RATE (messages per second "
+					 ">= 0)",
+					 (int)(len > 60 ? 60 : len), p);
+		ch = chan_get(sim, name);
+		if (ch == NULL)
+			return cb_seterr(errstr, errstr_size, CB_E_CONFIG,
+					 "sim_channel_rates: more than %d "
+					 "channels",
+					 SIM_MAX_CHANNELS);
+		ch->rate = r;
+		ch->own_rate = true;
+		ch->configured = true;
+		p += len + (comma != NULL);
+	}
+	return 0;
 }
 
 /* ---- generated chat ---- */
@@ -1045,16 +1112,18 @@ static void generate(struct cb_sim *sim, struct sim_chan *ch, double dt_s,
 	char buf[SIM_GEN_LINE_MAX];
 	double mal = sim->cfg->sim_malformed_rate;
 	double ev = sim->cfg->sim_event_rate;
+	double rate;
 	uint64_t n;
 
 	if (ch->joined == 0 || chan_backlogged(sim, ch)) {
 		ch->due = 0;
 		return;
 	}
-	ch->due += sim->rate * dt_s;
+	rate = ch->own_rate ? ch->rate : sim->rate;
+	ch->due += rate * dt_s;
 	/* no bursts after a pause: at most 100 ms of chat at once */
-	if (ch->due > sim->rate * 0.1 + 1)
-		ch->due = sim->rate * 0.1 + 1;
+	if (ch->due > rate * 0.1 + 1)
+		ch->due = rate * 0.1 + 1;
 	n = (uint64_t)ch->due;
 	ch->due -= (double)n;
 	while (n-- > 0) {
@@ -1627,6 +1696,259 @@ static unsigned ctl_send(struct cb_sim *sim, const char *chan, size_t chan_len,
 	return n;
 }
 
+/* ---- the Helix endpoint (viewer counts) ---- */
+
+#define HELIX_LIMIT 800       /* points per minute, as Twitch's default */
+#define HELIX_LOGINS_MAX 100
+#define HELIX_TOKEN_PREFIX "simapp"
+
+/* Viewers of a channel: set by "viewers N CHANNEL", else 3000 per line per
+ * second of chat (about 20 messages a minute per 1,000 viewers). */
+static int64_t chan_viewers(const struct cb_sim *sim,
+			    const struct sim_chan *ch)
+{
+	if (ch->viewers >= 0)
+		return ch->viewers;
+	return (int64_t)llround((ch->own_rate ? ch->rate : sim->rate) * 3000);
+}
+
+static void helix_reply(struct evhttp_request *req, int code,
+			const char *reason, const char *json)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Content-Type", "application/json");
+	if (b != NULL)
+		evbuffer_add(b, json, strlen(json));
+	evhttp_send_reply(req, code, reason, b);
+	if (b != NULL)
+		evbuffer_free(b);
+}
+
+static void helix_error(struct evhttp_request *req, int code,
+			const char *reason, const char *message)
+{
+	char body[256];
+
+	snprintf(body, sizeof(body),
+		 "{\"error\":\"%s\",\"status\":%d,\"message\":\"%s\"}", reason,
+		 code, message);
+	helix_reply(req, code, reason, body);
+}
+
+/* POST /oauth2/token: grant_type=client_credentials, client_id,
+ * client_secret (form in the body or the query, as Twitch accepts); a
+ * secret equal to sim_bad_token is refused like a wrong one. */
+static void helix_token(struct evhttp_request *req, struct cb_sim *sim)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t n = evbuffer_get_length(in);
+	char *form = malloc(n + 1), body[256];
+	struct evkeyvalq kv;
+	const char *grant, *id, *secret;
+
+	if (form == NULL) {
+		helix_error(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	evbuffer_copyout(in, form, n);
+	form[n] = '\0';
+	TAILQ_INIT(&kv);
+	if (n == 0) {
+		const char *q = evhttp_uri_get_query(
+			evhttp_request_get_evhttp_uri(req));
+
+		free(form);
+		form = strdup(q ? q : "");
+	}
+	if (form == NULL || evhttp_parse_query_str(form, &kv) != 0) {
+		helix_error(req, 400, "Bad Request", "malformed form");
+		goto out;
+	}
+	grant = evhttp_find_header(&kv, "grant_type");
+	id = evhttp_find_header(&kv, "client_id");
+	secret = evhttp_find_header(&kv, "client_secret");
+	if (id == NULL || id[0] == '\0')
+		helix_error(req, 400, "Bad Request", "missing client id");
+	else if (secret == NULL || secret[0] == '\0')
+		helix_error(req, 400, "Bad Request", "missing client secret");
+	else if (grant == NULL || strcmp(grant, "client_credentials") != 0)
+		helix_error(req, 400, "Bad Request", "unsupported grant type");
+	else if (sim->bad_token[0] != '\0' &&
+		 strcmp(secret, sim->bad_token) == 0)
+		helix_error(req, 403, "Forbidden", "invalid client secret");
+	else {
+		sim->helix_tokens++;
+		snprintf(body, sizeof(body),
+			 "{\"access_token\":\"" HELIX_TOKEN_PREFIX "%" PRIu64
+			 "\",\"expires_in\":5011271,\"token_type\":\"bearer\"}",
+			 sim->helix_tokens);
+		helix_reply(req, 200, "OK", body);
+	}
+out:
+	evhttp_clear_headers(&kv);
+	free(form);
+}
+
+/* Ratelimit-* headers of Twitch: a bucket of HELIX_LIMIT points a minute. */
+static void helix_limit_headers(struct evhttp_request *req, int remaining,
+				int64_t reset_s)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	char v[32];
+
+	snprintf(v, sizeof(v), "%d", HELIX_LIMIT);
+	evhttp_add_header(h, "Ratelimit-Limit", v);
+	snprintf(v, sizeof(v), "%d", remaining);
+	evhttp_add_header(h, "Ratelimit-Remaining", v);
+	snprintf(v, sizeof(v), "%lld", (long long)reset_s);
+	evhttp_add_header(h, "Ratelimit-Reset", v);
+}
+
+/* GET /helix/streams?user_login=a&user_login=b: the live streams among
+ * them (a channel is live while a client has joined it), with
+ * viewer_count; needs Client-Id and Authorization: Bearer <a token this
+ * simulator issued>. */
+static void helix_streams(struct evhttp_request *req, struct cb_sim *sim)
+{
+	struct evkeyvalq *hdr = evhttp_request_get_input_headers(req);
+	const char *auth = evhttp_find_header(hdr, "Authorization");
+	const char *cid = evhttp_find_header(hdr, "Client-Id");
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	int64_t now_s = cb_wall_ms() / 1000;
+	struct evkeyvalq kv;
+	struct evkeyval *e;
+	struct evbuffer *b;
+	int logins = 0, live = 0;
+
+	if (cid == NULL || cid[0] == '\0') {
+		helix_error(req, 401, "Unauthorized", "Client ID is missing");
+		return;
+	}
+	if (auth == NULL || strncmp(auth, "Bearer " HELIX_TOKEN_PREFIX,
+				    7 + strlen(HELIX_TOKEN_PREFIX)) != 0) {
+		helix_error(req, 401, "Unauthorized", "Invalid OAuth token");
+		return;
+	}
+	sim->helix_requests++;
+	if (now_s / 60 != sim->helix_bucket_s / 60) {
+		sim->helix_bucket_s = now_s;
+		sim->helix_used = 0;
+	}
+	if (sim->helix_429_left > 0 || sim->helix_used >= HELIX_LIMIT) {
+		if (sim->helix_429_left > 0)
+			sim->helix_429_left--;
+		sim->helix_throttled++;
+		/* The bucket refills in 2 s here: tests wait that long. */
+		helix_limit_headers(req, 0, now_s + 2);
+		helix_error(req, 429, "Too Many Requests",
+			    "Rate limit exceeded");
+		return;
+	}
+	sim->helix_used++;
+	TAILQ_INIT(&kv);
+	if (q == NULL || evhttp_parse_query_str(q, &kv) != 0) {
+		evhttp_clear_headers(&kv);
+		helix_error(req, 400, "Bad Request", "malformed query");
+		return;
+	}
+	TAILQ_FOREACH(e, &kv, next)
+		logins += strcmp(e->key, "user_login") == 0;
+	if (logins > HELIX_LOGINS_MAX) {
+		evhttp_clear_headers(&kv);
+		helix_error(req, 400, "Bad Request",
+			    "The parameter \\\"user_login\\\" may only be "
+			    "specified up to 100 times");
+		return;
+	}
+	b = evbuffer_new();
+	if (b == NULL) {
+		evhttp_clear_headers(&kv);
+		helix_error(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	evbuffer_add_printf(b, "{\"data\":[");
+	TAILQ_FOREACH(e, &kv, next)
+	{
+		char name[CB_CHANNEL_MAX + 1], why[96];
+		const struct sim_chan *ch;
+
+		if (strcmp(e->key, "user_login") != 0 ||
+		    cb_channel_normalize(e->value, strlen(e->value), name, why,
+					 sizeof(why)) != 0 ||
+		    (ch = chan_find(sim, name)) == NULL || ch->joined == 0)
+			continue;
+		evbuffer_add_printf(
+			b,
+			"%s{\"id\":\"%" PRIu64 "\",\"user_id\":\"%" PRIu64
+			"\",\"user_login\":\"%s\",\"user_name\":\"%s\","
+			"\"game_name\":\"Just Chatting\",\"type\":\"live\","
+			"\"title\":\"simulated\",\"viewer_count\":%lld,"
+			"\"language\":\"en\"}",
+			live ? "," : "", ch->room_id * 7, ch->room_id, ch->name,
+			ch->name, (long long)chan_viewers(sim, ch));
+		live++;
+	}
+	evbuffer_add_printf(b, "],\"pagination\":{}}");
+	evhttp_clear_headers(&kv);
+	helix_limit_headers(req, HELIX_LIMIT - sim->helix_used,
+			    (now_s / 60 + 1) * 60);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Content-Type", "application/json");
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
+}
+
+static void helix_cb(struct evhttp_request *req, void *arg)
+{
+	struct cb_sim *sim = arg;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+
+	if (path != NULL && strcmp(path, "/oauth2/token") == 0) {
+		if (m != EVHTTP_REQ_POST)
+			helix_error(req, 405, "Method Not Allowed", "use POST");
+		else
+			helix_token(req, sim);
+	} else if (path != NULL && strcmp(path, "/helix/streams") == 0) {
+		if (m != EVHTTP_REQ_GET)
+			helix_error(req, 405, "Method Not Allowed", "use GET");
+		else
+			helix_streams(req, sim);
+	} else {
+		helix_error(req, 404, "Not Found", "no such endpoint");
+	}
+}
+
+static int helix_listen(struct cb_sim *sim, int port, char *errstr,
+			size_t errstr_size)
+{
+	struct evhttp_bound_socket *bs;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	sim->helix = evhttp_new(sim->base);
+	if (sim->helix == NULL)
+		return cb_seterr(errstr, errstr_size, CB_E_NOMEM,
+				 "cannot create the Helix endpoint");
+	evhttp_set_allowed_methods(sim->helix,
+				   EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+	evhttp_set_gencb(sim->helix, helix_cb, sim);
+	bs = evhttp_bind_socket_with_handle(sim->helix, "127.0.0.1",
+					    (uint16_t)port);
+	if (bs == NULL)
+		return cb_seterr(errstr, errstr_size, CB_E_IO,
+				 "cannot listen on 127.0.0.1 port %d for "
+				 "Helix: %s",
+				 port, strerror(errno));
+	if (getsockname(evhttp_bound_socket_get_fd(bs),
+			(struct sockaddr *)&ss, &len) == 0)
+		sim->helix_port =
+			ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return 0;
+}
+
 static void ctl_command(struct sim_ctl *ctl, char *line, size_t len)
 {
 	struct cb_sim *sim = ctl->sim;
@@ -1658,12 +1980,60 @@ static void ctl_command(struct sim_ctl *ctl, char *line, size_t len)
 	} else if (IS("rate")) {
 		char *end;
 		double r = strtod(arg, &end);
+		char name[CB_CHANNEL_MAX + 1], why[96];
+		struct sim_chan *ch;
 
-		if (arg_len == 0 || end == arg || r < 0 || !isfinite(r)) {
-			ctl_reply(ctl, "err rate needs a number >= 0");
+		if (arg_len == 0 || end == arg || r < 0 || !isfinite(r) ||
+		    (*end != '\0' && *end != ' ')) {
+			ctl_reply(ctl, "err rate needs a number >= 0 "
+				       "[CHANNEL]");
 			return;
 		}
-		sim->rate = r;
+		if (*end == '\0') {
+			sim->rate = r;
+			ctl_reply(ctl, "ok");
+			return;
+		}
+		/* rate N CHANNEL: that channel's own rate, from now on. */
+		if (cb_channel_normalize(end + 1, strlen(end + 1), name, why,
+					 sizeof(why)) != 0) {
+			ctl_reply(ctl, "err %s", why);
+			return;
+		}
+		if ((ch = chan_get(sim, name)) == NULL) {
+			ctl_reply(ctl, "err too many channels");
+			return;
+		}
+		ch->rate = r;
+		ch->own_rate = true;
+		ch->configured = true;
+		ctl_reply(ctl, "ok");
+	} else if (IS("viewers")) {
+		/* viewers N CHANNEL: its Helix viewer_count; -1: from the
+		 * rate again. */
+		char *end;
+		long long v = strtoll(arg, &end, 10);
+		char name[CB_CHANNEL_MAX + 1], why[96];
+		struct sim_chan *ch;
+
+		if (arg_len == 0 || end == arg || *end != ' ' || v < -1 ||
+		    cb_channel_normalize(end + 1, strlen(end + 1), name, why,
+					 sizeof(why)) != 0 ||
+		    (ch = chan_get(sim, name)) == NULL) {
+			ctl_reply(ctl, "err viewers N CHANNEL (N >= -1)");
+			return;
+		}
+		ch->viewers = v;
+		ctl_reply(ctl, "ok");
+	} else if (IS("helix429")) {
+		char *end;
+		long long v = strtoll(arg, &end, 10);
+
+		if (arg_len == 0 || end == arg || *end != '\0' || v < 0) {
+			ctl_reply(ctl, "err helix429 N (N >= 0)");
+			return;
+		}
+		sim->helix_429_left = (uint64_t)v;
 		ctl_reply(ctl, "ok");
 	} else if (IS("reconnect")) {
 		int64_t grace = sim->cfg->sim_reconnect_grace_ms;
@@ -1709,7 +2079,7 @@ static void ctl_command(struct sim_ctl *ctl, char *line, size_t len)
 	} else {
 		ctl_reply(ctl, "err unknown command (stats joins pause resume "
 			       "rate reconnect drop sync nopong badtoken send "
-			       "quit)");
+			       "viewers helix429 quit)");
 	}
 #undef IS
 }
@@ -1785,12 +2155,18 @@ size_t cb_sim_stats_json(struct cb_sim *sim, char *buf, size_t size)
 			tot[k] += ch->sent[k];
 		OUT("%s\"%s\":{\"messages\":%" PRIu64 ",\"events\":%" PRIu64
 		    ",\"malformed\":%" PRIu64 ",\"injected\":%" PRIu64
-		    ",\"other\":%" PRIu64 ",\"joined\":%u}",
+		    ",\"other\":%" PRIu64 ",\"joined\":%u,\"rate\":%g,"
+		    "\"viewers\":%lld}",
 		    i ? "," : "", ch->name, ch->sent[LK_MESSAGE],
 		    ch->sent[LK_EVENT], ch->sent[LK_MALFORMED],
-		    ch->sent[LK_INJECTED], ch->sent[LK_OTHER], ch->joined);
+		    ch->sent[LK_INJECTED], ch->sent[LK_OTHER], ch->joined,
+		    ch->own_rate ? ch->rate : sim->rate,
+		    (long long)chan_viewers(sim, ch));
 	}
-	OUT("},\"totals\":{\"messages\":%" PRIu64 ",\"events\":%" PRIu64
+	OUT("},\"helix\":{\"tokens\":%" PRIu64 ",\"requests\":%" PRIu64
+	    ",\"throttled\":%" PRIu64 "},",
+	    sim->helix_tokens, sim->helix_requests, sim->helix_throttled);
+	OUT("\"totals\":{\"messages\":%" PRIu64 ",\"events\":%" PRIu64
 	    ",\"malformed\":%" PRIu64 ",\"injected\":%" PRIu64
 	    ",\"other\":%" PRIu64 "},",
 	    tot[LK_MESSAGE], tot[LK_EVENT], tot[LK_MALFORMED],
@@ -1975,6 +2351,9 @@ int cb_sim_new(struct cb_sim **out, const struct cb_config *cfg, char *errstr,
 		if (ch != NULL)
 			ch->configured = true;
 	}
+	err = channel_rates(sim, cfg->sim_channel_rates, errstr, errstr_size);
+	if (err != 0)
+		goto out;
 	if (cfg->sim_replay[0] != '\0') {
 		err = load_replay(sim, cfg->sim_replay, errstr, errstr_size);
 		if (err != 0)
@@ -2004,6 +2383,9 @@ int cb_sim_new(struct cb_sim **out, const struct cb_config *cfg, char *errstr,
 		err = listen_on(sim, "127.0.0.1", (int)cfg->sim_control_port,
 				ctl_accept_cb, &sim->ctl_listener,
 				&sim->ctl_port, errstr, errstr_size);
+	if (err == 0)
+		err = helix_listen(sim, (int)cfg->sim_helix_port, errstr,
+				   errstr_size);
 	if (err != 0)
 		goto out;
 	sim->stop_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -2083,6 +2465,8 @@ void cb_sim_free(struct cb_sim *sim)
 		evconnlistener_free(sim->listener);
 	if (sim->ctl_listener != NULL)
 		evconnlistener_free(sim->ctl_listener);
+	if (sim->helix != NULL)
+		evhttp_free(sim->helix);
 	if (sim->tick_ev != NULL)
 		event_free(sim->tick_ev);
 	if (sim->stop_ev != NULL)
@@ -2126,9 +2510,11 @@ int cb_cmd_simulate(const struct cb_config *cfg)
 	}
 	/* One machine-readable line first: scripts read the ports from it. */
 	printf("{\"irc_host\":\"%s\",\"irc_port\":%d,\"tls\":%s,"
-	       "\"cert_file\":\"%s\",\"control_port\":%d}\n",
+	       "\"cert_file\":\"%s\",\"control_port\":%d,"
+	       "\"helix_url\":\"http://127.0.0.1:%d\"}\n",
 	       cfg->sim_bind, sim->port, cfg->sim_tls ? "true" : "false",
-	       cfg->sim_tls ? sim->cert_path : "", sim->ctl_port);
+	       cfg->sim_tls ? sim->cert_path : "", sim->ctl_port,
+	       sim->helix_port);
 	fflush(stdout);
 	cb_info("simulate",
 		"listening on %s:%d (%s), control on 127.0.0.1:%d%s%s",

@@ -1,13 +1,19 @@
 /*
  * ChatBattle dashboard: plain JavaScript, no build step, no dependencies.
  *
- * Data: GET /api/health and /api/channels (polled), GET
- * /api/channels/:id/windows (history for the chart, once per channel), and
- * the live stream GET /api/channels/:id/events (Server-Sent Events: one
- * ChannelStats document per change; EventSource reconnects by itself, and
- * we reopen it when the browser gives up).  Start and stop are POST and
- * DELETE /api/channels/:id, with the API token when the server asks.
- * Everything user-visible is set with textContent (never innerHTML).
+ * Two views, chosen by the address's fragment:
+ *   - the battle (no fragment: every channel watched; "#a,b,c": those):
+ *     channels ranked by messages per minute, live from one stream,
+ *     GET /api/battle/events (Server-Sent Events: the whole ranking,
+ *     docs/api.md); a click on a channel opens its own view;
+ *   - one channel ("#xqc"): GET /api/channels/:id/windows (history for the
+ *     chart, once) and the live stream GET /api/channels/:id/events (one
+ *     ChannelStats document per change).
+ * EventSource reconnects by itself, and we reopen a stream when the
+ * browser gives up.  GET /api/health and /api/channels are polled (the
+ * dependency pills and the chips).  Start and stop are POST and DELETE
+ * /api/channels/:id, with the API token when the server asks.  Everything
+ * user-visible is set with textContent (never innerHTML).
  */
 'use strict';
 
@@ -17,7 +23,15 @@ const HEALTH_MS = 5000;
 const CHANNELS_MS = 3000;
 const CHART_MINUTES = 60;
 
+const NAME_RE = /^[a-z0-9_]{1,25}$/;
+
 const state = {
+  view: 'battle',     // 'battle' or 'channel'
+  compare: null,      // battle of these channels (array), or null: all
+  battle: null,       // the last battle document
+  bes: null,          // EventSource of the battle
+  besTimer: null,
+  fresh: new Set(),   // channels started from this page (highlighted)
   channel: null,      // selected channel login
   windows: [],        // ChannelStats, newest first
   es: null,           // EventSource
@@ -214,15 +228,24 @@ async function command(method, name) {
   return true;
 }
 
+/* In the battle the started channel joins it (and is highlighted); in a
+ * channel's view, it opens that channel. */
 async function onStart(ev) {
   ev.preventDefault();
   const raw = $('channel-input').value.trim().replace(/^#/, '').toLowerCase();
-  if (!/^[a-z0-9_]{1,25}$/.test(raw)) {
+  if (!NAME_RE.test(raw)) {
     showError('cmd', 'A channel name is 1 to 25 letters, digits or _.');
     return;
   }
   if (await command('POST', raw)) {
-    select(raw);
+    if (state.view === 'battle') {
+      state.fresh.add(raw);
+      $('channel-input').value = '';
+      if (state.compare && !state.compare.includes(raw)) location.hash = state.compare.concat(raw).join(',');
+      else renderBattle();
+    } else {
+      select(raw);
+    }
     pollChannels();
   }
 }
@@ -234,18 +257,48 @@ async function onStop() {
 
 /* ---- the selected channel ---- */
 
+/* Opens a channel's own view (through the address, so Back returns). */
 function select(name) {
+  if (location.hash !== '#' + name) location.hash = name;
+  else route();
+}
+
+function showChannel(name) {
+  closeBattle();
+  document.body.dataset.view = 'channel';
+  state.view = 'channel';
   if (state.channel === name && state.es) return;
   state.channel = name;
   state.windows = [];
   state.lastEventAt = 0;
-  history.replaceState(null, '', '#' + name);
-  localStorage.setItem('cb_channel', name);
   $('channel-input').value = name;
+  $('back-link').href = state.compare ? '#' + state.compare.join(',') : '#';
   render();
   renderChips();
   loadWindows(name);
   openStream(name);
+  pollChannels(); // its IRC state now, not at the next poll
+}
+
+/* The fragment decides: "" the battle of all, "a,b" a battle of those,
+ * "a" one channel.  Names are normalized like the API does. */
+function route() {
+  const raw = decodeURIComponent(location.hash.slice(1));
+  const names = [...new Set(raw.split(',').map((n) => n.trim().replace(/^#/, '').toLowerCase()).filter((n) => n))];
+  const bad = names.filter((n) => !NAME_RE.test(n));
+  if (bad.length) showError('hash', `Not a channel name in the address: ${bad.join(', ')}. Showing every channel.`, 'warn');
+  else clearError('hash');
+  const good = names.filter((n) => NAME_RE.test(n));
+  if (good.length === 1 && !raw.includes(',')) showChannel(good[0]);
+  else showBattle(good.length ? good : null);
+}
+
+function closeChannel() {
+  clearTimeout(state.esTimer);
+  if (state.es) state.es.close();
+  state.es = null;
+  state.channel = null;
+  state.windows = [];
 }
 
 async function loadWindows(name) {
@@ -301,6 +354,143 @@ function openStream(name) {
       state.esTimer = setTimeout(() => { if (state.channel === name) openStream(name); }, 3000);
     }
   });
+}
+
+/* ---- the battle ---- */
+
+function showBattle(list) {
+  closeChannel();
+  document.body.dataset.view = 'battle';
+  state.view = 'battle';
+  const key = list ? list.join(',') : '';
+  const same = state.bes && (state.compare ? state.compare.join(',') : '') === key;
+  state.compare = list;
+  $('battle-all').hidden = !list;
+  renderStatus();
+  renderChips();
+  if (!same) {
+    state.battle = null;
+    renderBattle();
+    openBattle();
+  }
+}
+
+function closeBattle() {
+  clearTimeout(state.besTimer);
+  if (state.bes) state.bes.close();
+  state.bes = null;
+}
+
+function openBattle() {
+  closeBattle();
+  const q = state.compare ? '?channels=' + encodeURIComponent(state.compare.join(',')) : '';
+  const es = new EventSource(`${API}battle/events${q}`);
+  state.bes = es;
+  es.addEventListener('open', () => {
+    $('live').dataset.state = 'on';
+    $('live').textContent = 'live updates on';
+    clearError('stream');
+  });
+  es.addEventListener('battle', (e) => {
+    if (state.bes !== es) return;
+    try { state.battle = JSON.parse(e.data); } catch (err) { return; }
+    renderBattle();
+  });
+  es.addEventListener('error', async () => {
+    $('live').dataset.state = 'off';
+    $('live').textContent = 'live updates off';
+    if (es.readyState !== EventSource.CLOSED || state.bes !== es) {
+      showError('stream', 'Live updates are interrupted: reconnecting…', 'warn');
+      return;
+    }
+    // The browser gave up: a 400 (a bad list) says why; else retry.
+    try {
+      const { status, body } = await api(`battle${q}`);
+      if (status === 400) {
+        showError('stream', (body && body.error) || 'The server refused this battle.');
+        return;
+      }
+    } catch (err) { /* shown by api() */ }
+    showError('stream', 'Live updates are interrupted: reconnecting…', 'warn');
+    state.besTimer = setTimeout(() => { if (state.bes === es) openBattle(); }, 3000);
+  });
+}
+
+function sparkline(points) {
+  const W = 130, H = 30;
+  const pts = points.slice(0, -1); // the current minute is not over
+  const svg = el('svg', { class: 'spark', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', 'aria-hidden': 'true' });
+  if (pts.length < 2) return svg;
+  const max = Math.max(1, ...pts);
+  const xy = pts.map((v, i) => `${((i / (pts.length - 1)) * (W - 2) + 1).toFixed(1)},${(H - 2 - (v / max) * (H - 4)).toFixed(1)}`);
+  svg.append(el('polygon', { points: `1,${H} ${xy.join(' ')} ${W - 1},${H}` }), el('polyline', { points: xy.join(' ') }));
+  return svg;
+}
+
+function fighterState(f) {
+  if (f.monitored) return f.state || 'unknown';
+  if (!f.has_stats) return 'waiting';
+  return f.in_window ? 'live' : 'idle';
+}
+
+function renderBattle() {
+  const doc = state.battle;
+  const list = doc && Array.isArray(doc.channels) ? doc.channels : [];
+  const names = new Set(list.map((f) => f.channel_id));
+  // Channels started here show up at once, waiting for their figures.
+  const waiting = [...state.fresh].filter((n) => !names.has(n) && (!state.compare || state.compare.includes(n)))
+    .map((n) => ({ channel_id: n, has_stats: false, monitored: true, state: 'joining', sparkline: [] }));
+  const all = list.concat(waiting);
+  const lead = Math.max(1, ...list.map((f) => f.messages_per_minute || 0));
+  $('battle-title').textContent = state.compare ? `Battle: ${state.compare.map((n) => '#' + n).join(' vs ')}` : 'Battle';
+  $('battle-sub').textContent = !doc ? 'Connecting…'
+    : `${fmtInt(doc.count + waiting.length)} channel${doc.count + waiting.length === 1 ? '' : 's'} · ranked live by messages per minute in the current window${doc.truncated ? ' · the first 100 shown' : ''}`;
+  $('battle-list').replaceChildren(...all.map((f, i) => {
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'fighter' + (state.fresh.has(f.channel_id) ? ' fresh' : '');
+    b.dataset.channel = f.channel_id;
+    b.dataset.state = fighterState(f);
+    b.title = `Open #${f.channel_id}`;
+    const rank = document.createElement('span');
+    rank.className = 'rank';
+    rank.textContent = f.rank || i + 1;
+    const name = document.createElement('span');
+    name.className = 'name';
+    const nm = document.createElement('span');
+    nm.textContent = '#' + f.channel_id;
+    name.append(nm);
+    const rate = document.createElement('span');
+    rate.className = 'rate';
+    const big = document.createElement('b');
+    big.textContent = f.has_stats ? fmtInt(Math.round(f.messages_per_minute)) : '–';
+    const unit = document.createElement('small');
+    unit.textContent = ' /min';
+    const meter = document.createElement('span');
+    meter.className = 'meter';
+    meter.style.width = `${Math.round(((f.messages_per_minute || 0) / lead) * 100)}%`;
+    rate.append(big, unit, meter);
+    const meta = document.createElement('span');
+    meta.className = 'meta';
+    if (!f.has_stats) {
+      meta.textContent = f.monitored ? `${f.state || 'joining'}: waiting for the first figures` : 'no figures yet';
+    } else {
+      meta.textContent = `${fmtInt(f.message_count)} msgs · ${fmtInt(f.unique_chatters)} chatters`;
+      if (f.top_emote) {
+        const em = document.createElement('span');
+        em.className = 'emote';
+        em.textContent = ` · ${f.top_emote.name} ×${fmtInt(f.top_emote.count)}`;
+        meta.append(em);
+      } else if (!f.in_window) {
+        meta.append(document.createTextNode(' · quiet this window'));
+      }
+    }
+    b.append(rank, name, rate, meta, sparkline(f.sparkline || []));
+    b.addEventListener('click', () => select(f.channel_id));
+    li.append(b);
+    return li;
+  }));
 }
 
 /* ---- rendering ---- */
@@ -470,8 +660,8 @@ function init() {
     $('token-row').hidden = true;
     clearError('auth');
   });
-  window.addEventListener('resize', () => renderChart(minuteSeries()));
-  const first = decodeURIComponent(location.hash.slice(1)) || localStorage.getItem('cb_channel');
+  window.addEventListener('resize', () => { if (state.view === 'channel') renderChart(minuteSeries()); });
+  window.addEventListener('hashchange', route);
   render();
   pollHealth();
   pollChannels();
@@ -482,7 +672,7 @@ function init() {
     $('updated').textContent = w ? ago(w.last_updated) : '–';
     renderStatus();
   }, 1000);
-  if (first && /^[a-z0-9_]{1,25}$/.test(first)) select(first);
+  route();
 }
 
 document.addEventListener('DOMContentLoaded', init);

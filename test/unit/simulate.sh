@@ -5,7 +5,10 @@
 # (CAP, 001, JOIN/353/366/ROOMSTATE), Improperly formatted auth; generated
 # lines parse with `chatbattle irc-parse` and their emote ranges name the
 # emotes; with --sim-count the simulator syncs, prints its final statistics
-# (equal to what the client read) and exits 0; --sim-replay replays a file.
+# (equal to what the client read) and exits 0; --sim-replay replays a file;
+# --sim-channel-rates and "rate N CHANNEL" give channels their own rates;
+# the Helix endpoint issues app tokens, serves streams with viewer counts
+# and rate-limit headers, and answers 429 on demand.
 # Uses $CB_BIN (default build/asan/chatbattle) and /usr/bin/python3 as the
 # IRC client.
 set -uo pipefail
@@ -175,5 +178,89 @@ check("--sim-replay: every line once, in order, then stats and exit",
       and final["channels"]["r"]["messages"] == 20
       and final["channels"]["r"]["events"] == 1
       and [l for l in cl.lines if "replayed" in l][-1].endswith("replayed 19"), final)
+# 4. per-channel rates: --sim-channel-rates and "rate N CHANNEL"
+p, info = start("--sim-rate=10", "--sim-channel-rates=fast=400,Slow=40",
+                "--sim-event-rate=0", "--sim-tls=false")
+cl = Client(info, tls=False)
+cl.send("NICK justinfan3")
+cl.send("JOIN #fast,#slow,#other")
+seen = {"fast": 0}
+def count_fast(l):
+    if " PRIVMSG #fast :" in l:
+        seen["fast"] += 1
+    return seen["fast"] >= 800
+cl.read_until(count_fast, timeout=60)
+st = json.loads(ctl(info, "stats"))
+ch = st["channels"]
+check("--sim-channel-rates: each channel at its own rate, the others at --sim-rate",
+      seen["fast"] >= 800 and ch["fast"]["rate"] == 400 and ch["slow"]["rate"] == 40
+      and ch["other"]["rate"] == 10
+      and ch["fast"]["messages"] > 4 * ch["slow"]["messages"] > 0
+      and ch["slow"]["messages"] > 2 * ch["other"]["messages"], ch)
+check("rate N CHANNEL sets one channel's rate",
+      ctl(info, "rate 1000 other") == "ok"
+      and json.loads(ctl(info, "stats"))["channels"]["other"]["rate"] == 1000
+      and ctl(info, "rate 5 not-a-channel!").startswith("err ")
+      and ctl(info, "rate 5x other").startswith("err "))
+ctl(info, "quit")
+p.wait(10)
+bad = subprocess.run([bin, "simulate", "--sim-port=0", "--sim-tls=false",
+                      "--sim-channel-rates=a=1,b=fast"], capture_output=True, text=True, timeout=20)
+check("a bad --sim-channel-rates entry is refused, naming it",
+      bad.returncode != 0 and '"b=fast"' in bad.stderr, bad.stderr)
+# 5. the Helix endpoint: app token by client credentials, streams with
+#    viewer counts and rate-limit headers, 429 on demand
+import urllib.error, urllib.parse, urllib.request
+p, info = start("--sim-rate=10", "--sim-channel-rates=big=20", "--sim-tls=false",
+                "--sim-bad-token=wrongsecret")
+helix = info.get("helix_url", "")
+check("the first line names the Helix endpoint", helix.startswith("http://127.0.0.1:"), info)
+def hx(method, path, data=None, headers=None):
+    req = urllib.request.Request(helix + path, method=method, headers=headers or {},
+                                 data=data.encode() if data is not None else None)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read() or b"null")
+form = "client_id=cid&client_secret=%s&grant_type=client_credentials"
+st, _, tok = hx("POST", "/oauth2/token", form % "s3cret")
+check("POST /oauth2/token: an app access token for client credentials",
+      st == 200 and tok["token_type"] == "bearer" and tok["access_token"] and tok["expires_in"] > 0, tok)
+st, _, body = hx("POST", "/oauth2/token", form % "wrongsecret")
+check("a wrong client secret is 403", st == 403 and body["message"] == "invalid client secret", body)
+st, _, body = hx("POST", "/oauth2/token", "client_id=cid&client_secret=x&grant_type=password")
+check("another grant type is 400", st == 400, body)
+cl = Client(info, tls=False)
+cl.send("NICK justinfan5")
+cl.send("JOIN #big,#small")
+cl.read_until(lambda l: "ROOMSTATE #small" in l)
+auth = {"Client-Id": "cid", "Authorization": "Bearer " + tok["access_token"]}
+q = "/helix/streams?" + urllib.parse.urlencode([("user_login", c) for c in ("big", "small", "offline")])
+st, _, body = hx("GET", q)
+check("GET /helix/streams without credentials is 401", st == 401, body)
+st, hd, body = hx("GET", q, headers=auth)
+streams = {d["user_login"]: d for d in body.get("data", [])} if st == 200 else {}
+check("GET /helix/streams: the joined channels are live with viewer counts (3000 per line/s)",
+      st == 200 and sorted(streams) == ["big", "small"] and streams["big"]["viewer_count"] == 60000
+      and streams["small"]["viewer_count"] == 30000 and streams["big"]["type"] == "live", body)
+check("it sends the rate-limit headers",
+      hd.get("Ratelimit-Limit") == "800" and int(hd.get("Ratelimit-Remaining", -1)) < 800
+      and int(hd.get("Ratelimit-Reset", 0)) > time.time() - 1, hd)
+check("viewers N CHANNEL sets a channel's viewers", ctl(info, "viewers 1234 small") == "ok"
+      and {d["user_login"]: d["viewer_count"] for d in hx("GET", q, headers=auth)[2]["data"]}["small"] == 1234)
+st, _, body = hx("GET", "/helix/streams?" + "&".join("user_login=c%d" % i for i in range(101)), headers=auth)
+check("more than 100 logins in one request is 400", st == 400, body)
+check("helix429 N: the next N requests get 429 with Ratelimit-Reset",
+      ctl(info, "helix429 2") == "ok")
+codes = [hx("GET", q, headers=auth)[:2] for _ in range(3)]
+check("429 twice (Ratelimit-Remaining 0, Ratelimit-Reset in the future), then 200 again",
+      [c for c, _ in codes] == [429, 429, 200] and codes[0][1].get("Ratelimit-Remaining") == "0"
+      and int(codes[0][1].get("Ratelimit-Reset", 0)) >= int(time.time()), codes)
+hstats = json.loads(ctl(info, "stats"))["helix"]
+check("stats count Helix tokens, requests and 429s",
+      hstats["tokens"] == 1 and hstats["throttled"] == 2 and hstats["requests"] >= 6, hstats)
+ctl(info, "quit")
+p.wait(10)
 sys.exit(failed)
 EOF

@@ -5,14 +5,14 @@
  * shape (the original API's exact fields and bytes), errors (400 404 405
  * 413 415 401 403), CORS, keep-alive, hostile requests, the OpenAPI
  * document against the route table, embedded assets, and Server-Sent
- * Events (updates, heartbeats, no pinned thread, limits, stop).
- *
- * `test_http --serve` instead runs a fixture server for the browser test
- * (test/integration/t55-browser) until its standard input closes: see
- * serve_fixture() at the end.
+ * Events (updates, heartbeats, no pinned thread, limits, stop), and the
+ * battle (GET /api/battle ranking from the cache, bad requests, its event
+ * stream).  The browser test (t55) runs the whole pipeline instead of a
+ * fixture.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "chatbattle/app.h"
+#include "chatbattle/clock.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
 #include "chatbattle/http.h"
@@ -1151,120 +1152,296 @@ static void test_sse_many_streams_thread_pool(void)
 		close(fd[i]);
 }
 
-/* ---- fixture server for the browser test ---- */
+/* ---- the battle of channels ---- */
 
-/*
- * `test_http --serve`: the HTTP module with a stats cache and a stand-in
- * for the pipeline behind it, until standard input closes.  Prints
- * "port N" on standard output.  A POST (JOIN) of a channel makes the
- * stand-in apply a ChannelStats record for it every 200 ms with a count
- * that grows; a DELETE (PART) stops that.  Used only until the IRC reader
- * and the aggregator are on main.
- */
-struct fixture {
-	struct srv *s;
-	volatile int stop;
-	char active[16][26];
-	int64_t count[16];
-};
-
-static void *fixture_main(void *arg)
+/* The battle entry of channel ch in doc, or NULL. */
+static json_t *fighter(json_t *doc, const char *ch)
 {
-	struct fixture *f = arg;
-	int64_t tick = 0;
+	json_t *list = json_object_get(doc, "channels");
 
-	while (!f->stop) {
-		struct cb_irc_cmd c;
-		struct pollfd p = {.fd = -1};
-		int64_t now = (int64_t)time(NULL) * 1000;
-		int64_t start = now - now % 600000;
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		json_t *e = json_array_get(list, i);
 
-		while ((c = next_cmd(f->s)).op != 0) {
-			for (int i = 0; i < 16; i++) {
-				if (c.op == CB_IRC_JOIN &&
-				    f->active[i][0] == '\0') {
-					memcpy(f->active[i], c.channel, 26);
-					f->count[i] = 0;
-					break;
-				}
-				if (c.op == CB_IRC_PART &&
-				    strcmp(f->active[i], c.channel) == 0) {
-					f->active[i][0] = '\0';
-					break;
-				}
-				if (c.op == CB_IRC_JOIN &&
-				    strcmp(f->active[i], c.channel) == 0)
-					break;
-			}
-		}
-		for (int i = 0; i < 16; i++) {
-			char extra[1024], pm[160] = "";
-			int64_t m = (now - start) / 60000;
-			size_t used = 0;
-
-			if (f->active[i][0] == '\0')
-				continue;
-			f->count[i] += 3 + (tick + i) % 5;
-			/* Minutes of the window so far: zeros, then the last
-			 * three growing up to the current minute. */
-			for (int64_t k = 0; k < m - 2 && used < sizeof(pm); k++)
-				used += (size_t)snprintf(pm + used,
-							 sizeof(pm) - used,
-							 "0,");
-			snprintf(extra, sizeof(extra),
-				 "\"per_minute\":[%s%lld,%lld,%lld],"
-				 "\"top_emotes\":[{\"name\":\"Kappa\",\"count\":%lld},"
-				 "{\"name\":\"PogChamp\",\"count\":%lld}],"
-				 "\"top_chatters\":[{\"username\":\"viewer1\",\"count\":%lld}],"
-				 "\"events\":{\"sub\":%lld,\"raid\":1},"
-				 "\"moments\":[{\"minute_start\":%lld,\"count\":%lld,"
-				 "\"mean\":2.0,\"stddev\":1.0,\"score\":4.0}]",
-				 pm, (long long)(f->count[i] / 3),
-				 (long long)(f->count[i] / 2),
-				 (long long)f->count[i],
-				 (long long)(f->count[i] / 4 + 1),
-				 (long long)(f->count[i] / 8 + 1),
-				 (long long)(f->count[i] / 10 + 1),
-				 (long long)(f->count[i] / 20),
-				 (long long)(start + m * 60000),
-				 (long long)f->count[i]);
-			apply(f->s, f->active[i], f->count[i], start, now,
-			      extra);
-		}
-		tick++;
-		poll(&p, 0, 200);
+		if (strcmp(json_string_value(json_object_get(e, "channel_id")),
+			   ch) == 0)
+			return e;
 	}
 	return NULL;
 }
 
-static int serve_fixture(void)
+/* What the documentation says messages_per_minute is, for the "now" the
+ * server used: count over the minutes since the first active minute (at
+ * least one), rounded to a tenth. */
+static double expected_rate(int64_t count, int64_t active_ms, int64_t now)
 {
-	static struct srv s;
-	struct fixture f = {.s = &s};
-	pthread_t t;
-	char line[64];
+	int64_t elapsed = now - active_ms;
 
-	if (srv_start(&s, NULL) != 0)
-		return 1;
-	for (int d = 0; d < CB_DEP_COUNT; d++)
-		cb_health_set((enum cb_dep)d, CB_DEP_UP);
-	cb_health_set(CB_DEP_CASSANDRA, CB_DEP_DISABLED);
-	printf("port %u\n", (unsigned)s.port);
-	fflush(stdout);
-	pthread_create(&t, NULL, fixture_main, &f);
-	while (fgets(line, sizeof(line), stdin) != NULL)
-		;
-	f.stop = 1;
-	pthread_join(t, NULL);
+	if (elapsed < 60000)
+		elapsed = 60000;
+	return round((double)count * 60000.0 / (double)elapsed * 10.0) / 10.0;
+}
+
+static void test_battle_ranking(void)
+{
+	struct srv s;
+	struct resp r;
+	json_t *j, *list, *e, *spark;
+	int64_t now = cb_wall_ms(), minute = now - now % 60000;
+	/* A window that began five minutes ago and is open for five more. */
+	int64_t start = minute - 5 * 60000, doc_now, spark_start;
+	const char *order[] = {"fast", "late", "early", "stale", "nodata"};
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	/* fast: 3000 since the window began; early: 150 since then; late:
+	 * 100 since one minute ago (it joined late: its rate counts from its
+	 * first minute, so it beats early); stale: busy, but its newest
+	 * window has ended, so nothing in the current one. */
+	CHECK_INT(apply(&s, "fast", 3000, start, now,
+			"\"per_minute\":[500,500,500,500,500,500,0,0,0,0],"
+			"\"top_emotes\":[{\"name\":\"PogChamp\",\"count\":90},"
+			"{\"name\":\"Kappa\",\"count\":3}]"),
+		  0);
+	CHECK_INT(apply(&s, "early", 150, start, now,
+			"\"per_minute\":[25,25,25,25,25,25,0,0,0,0]"), 0);
+	CHECK_INT(apply(&s, "late", 100, start, now,
+			"\"per_minute\":[0,0,0,0,60,40,0,0,0,0]"), 0);
+	CHECK_INT(apply(&s, "stale", 5000, start - 600000, start - 1000,
+			"\"per_minute\":[500,500,500,500,500,500,500,500,500,"
+			"500],\"top_emotes\":[{\"name\":\"LUL\",\"count\":9}]"),
+		  0);
+
+	CHECK_INT(get(s.port, "/api/battle?channels=FAST,%23late,early,fast,"
+			      "stale,nodata",
+		      &r),
+		  0);
+	CHECK_INT(r.status, 200);
+	CHECK(strstr(r.head, "application/json") != NULL);
+	j = body_json(&r);
+	CHECK(j != NULL);
+	list = json_object_get(j, "channels");
+	CHECK_INT(json_array_size(list), 5); /* "fast" twice counts once */
+	CHECK_INT(json_integer_value(json_object_get(j, "count")), 5);
+	CHECK(json_is_false(json_object_get(j, "truncated")));
+	for (size_t i = 0; i < 5 && i < json_array_size(list); i++) {
+		e = json_array_get(list, i);
+		CHECK_STR(json_string_value(json_object_get(e, "channel_id")),
+			  order[i]);
+		CHECK_INT(json_integer_value(json_object_get(e, "rank")),
+			  (int64_t)i + 1);
+	}
+	doc_now = json_integer_value(json_object_get(j, "now"));
+	CHECK(doc_now >= now && doc_now < now + 60000);
+	spark_start = json_integer_value(json_object_get(j, "sparkline_start"));
+	CHECK_INT(spark_start, doc_now - doc_now % 60000 - 29 * 60000);
+	CHECK_INT(json_integer_value(json_object_get(j, "sparkline_minutes")),
+		  30);
+
+	e = fighter(j, "fast");
+	CHECK(json_real_value(json_object_get(e, "messages_per_minute")) ==
+	      expected_rate(3000, start, doc_now));
+	CHECK_INT(json_integer_value(json_object_get(e, "message_count")),
+		  3000);
+	CHECK_INT(json_integer_value(json_object_get(e, "unique_chatters")), 7);
+	CHECK_STR(json_string_value(json_object_get(
+			  json_object_get(e, "top_emote"), "name")),
+		  "PogChamp");
+	CHECK_INT(json_integer_value(json_object_get(
+			  json_object_get(e, "top_emote"), "count")),
+		  90);
+	CHECK(json_is_true(json_object_get(e, "has_stats")));
+	CHECK(json_is_true(json_object_get(e, "in_window")));
+	CHECK_INT(json_integer_value(json_object_get(e, "window_start")),
+		  start);
+	CHECK(json_is_false(json_object_get(e, "monitored")));
+	/* The sparkline: this window's minutes at their place, oldest
+	 * first, ending with the current minute. */
+	spark = json_object_get(e, "sparkline");
+	CHECK_INT(json_array_size(spark), 30);
+	for (int64_t k = 0; k < 30; k++) {
+		int64_t t = spark_start + k * 60000;
+		int64_t want = t >= start && t <= minute ? 500 : 0;
+
+		if (json_integer_value(json_array_get(spark, (size_t)k)) != want)
+			printf("# fast sparkline[%lld] = %lld, want %lld\n",
+			       (long long)k,
+			       (long long)json_integer_value(
+				       json_array_get(spark, (size_t)k)),
+			       (long long)want);
+		CHECK(json_integer_value(json_array_get(spark, (size_t)k)) ==
+		      want);
+	}
+	e = fighter(j, "late");
+	CHECK(json_real_value(json_object_get(e, "messages_per_minute")) ==
+	      expected_rate(100, start + 4 * 60000, doc_now));
+	CHECK(json_is_null(json_object_get(e, "top_emote")));
+	e = fighter(j, "early");
+	CHECK(json_real_value(json_object_get(e, "messages_per_minute")) ==
+	      expected_rate(150, start, doc_now));
+	/* stale: nothing in the current window, but its last window is in
+	 * the sparkline. */
+	e = fighter(j, "stale");
+	CHECK(json_real_value(json_object_get(e, "messages_per_minute")) == 0);
+	CHECK_INT(json_integer_value(json_object_get(e, "message_count")), 0);
+	CHECK(json_is_false(json_object_get(e, "in_window")));
+	CHECK(json_is_true(json_object_get(e, "has_stats")));
+	CHECK(json_is_null(json_object_get(e, "top_emote")));
+	spark = json_object_get(e, "sparkline");
+	CHECK_INT(json_integer_value(json_array_get(
+			  spark, (size_t)((start - 600000 - spark_start) / 60000))),
+		  500);
+	CHECK_INT(json_integer_value(json_array_get(
+			  spark, (size_t)((start - spark_start) / 60000))),
+		  0);
+	/* nodata: named, no figures yet. */
+	e = fighter(j, "nodata");
+	CHECK(json_is_false(json_object_get(e, "has_stats")));
+	CHECK(json_is_null(json_object_get(e, "messages_per_minute")));
+	CHECK(json_is_null(json_object_get(e, "message_count")));
+	CHECK(json_is_null(json_object_get(e, "window_start")));
+	json_decref(j);
+
+	/* Without ?channels=: every channel watched (here: with figures). */
+	CHECK_INT(get(s.port, "/api/battle", &r), 0);
+	CHECK_INT(r.status, 200);
+	j = body_json(&r);
+	list = json_object_get(j, "channels");
+	CHECK_INT(json_array_size(list), 4);
+	for (size_t i = 0; i < 4 && i < json_array_size(list); i++)
+		CHECK_STR(json_string_value(json_object_get(
+				  json_array_get(list, i), "channel_id")),
+			  order[i]);
+	json_decref(j);
+	/* The ranking follows new figures: early overtakes fast. */
+	CHECK_INT(apply(&s, "early", 9000, start, now + 1,
+			"\"per_minute\":[1500,1500,1500,1500,1500,1500,0,0,0,"
+			"0]"),
+		  0);
+	CHECK_INT(get(s.port, "/api/battle?channels=fast,early", &r), 0);
+	j = body_json(&r);
+	CHECK_STR(json_string_value(json_object_get(
+			  json_array_get(json_object_get(j, "channels"), 0),
+			  "channel_id")),
+		  "early");
+	json_decref(j);
 	srv_stop(&s);
-	return 0;
+}
+
+static void test_battle_bad_requests(void)
+{
+	static char path[4096], raw[4200];
+	struct srv s;
+	struct resp r;
+	size_t used;
+
+	CHECK_INT(srv_start(&s, NULL), 0);
+	CHECK_INT(get(s.port, "/api/battle?channels=good,bad-name", &r), 0);
+	CHECK_INT(r.status, 400);
+	CHECK(is_error_doc(&r));
+	CHECK(strstr(r.body, "bad-name") != NULL);
+	CHECK_INT(get(s.port, "/api/battle?channels=", &r), 0);
+	CHECK_INT(r.status, 400);
+	CHECK(is_error_doc(&r));
+	CHECK_INT(get(s.port, "/api/battle?channels=a,,b", &r), 0);
+	CHECK_INT(r.status, 400);
+	CHECK_INT(get(s.port, "/api/battle?channels=abcdefghijklmnopqrstuvwxyz",
+		      &r),
+		  0);
+	CHECK_INT(r.status, 400);
+	CHECK_INT(get(s.port, "/api/battle?channel=a", &r), 0);
+	CHECK_INT(r.status, 400);
+	CHECK(strstr(r.body, "channels") != NULL);
+	/* 100 channels are fine; 101 are refused, saying the limit. */
+	used = (size_t)snprintf(path, sizeof(path), "/api/battle?channels=c0");
+	for (int i = 1; i < 100; i++)
+		used += (size_t)snprintf(path + used, sizeof(path) - used,
+					 ",c%d", i);
+	snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n",
+		 path);
+	CHECK_INT(request(s.port, raw, &r), 0);
+	CHECK_INT(r.status, 200);
+	snprintf(path + used, sizeof(path) - used, ",c100");
+	snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n",
+		 path);
+	CHECK_INT(request(s.port, raw, &r), 0);
+	CHECK_INT(r.status, 400);
+	CHECK(is_error_doc(&r));
+	CHECK(strstr(r.body, "at most 100") != NULL);
+	/* The same rules for the event stream. */
+	CHECK_INT(get(s.port, "/api/battle/events?channels=no%20way", &r), 0);
+	CHECK_INT(r.status, 400);
+	CHECK(is_error_doc(&r));
+	CHECK_INT(call(s.port,
+		       "POST /api/battle HTTP/1.1\r\nHost: x\r\n"
+		       "Content-Length: 0\r\n\r\n",
+		       &r),
+		  405);
+	srv_stop(&s);
+}
+
+static int open_battle_stream(uint16_t port, const char *query)
+{
+	char raw[512];
+	int fd = conn_open(port);
+
+	snprintf(raw, sizeof(raw),
+		 "GET /api/battle/events%s HTTP/1.1\r\nHost: x\r\n"
+		 "Accept: text/event-stream\r\n\r\n",
+		 query);
+	if (fd >= 0 && send_all(fd, raw, strlen(raw)) != 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+static void test_battle_stream(void)
+{
+	static char buf[1 << 18], buf2[1 << 16];
+	struct srv s;
+	size_t have = 0, off = 0, have2 = 0, off2 = 0;
+	int64_t now = cb_wall_ms(), start = now - now % 60000 - 60000;
+	int fd, fd2;
+
+	CHECK_INT(srv_start(&s, fast_heartbeat), 0);
+	CHECK_INT(apply(&s, "alpha", 50, start, now,
+			"\"per_minute\":[20,30,0,0,0,0,0,0,0,0]"), 0);
+	fd = open_battle_stream(s.port, "");
+	fd2 = open_battle_stream(s.port, "?channels=beta");
+	CHECK(fd >= 0 && fd2 >= 0);
+	CHECK(stream_until(fd, buf, sizeof(buf), &have, &off,
+			   "Content-Type: text/event-stream", 3000));
+	/* The ranking at once. */
+	CHECK(stream_until(fd, buf, sizeof(buf), &have, &off,
+			   "event: battle\ndata: {\"now\":", 3000));
+	CHECK(stream_until(fd, buf, sizeof(buf), &have, &off,
+			   "{\"rank\":1,\"channel_id\":\"alpha\"", 3000));
+	/* beta has no figures yet: its stream says so. */
+	CHECK(stream_until(fd2, buf2, sizeof(buf2), &have2, &off2,
+			   "{\"rank\":1,\"channel_id\":\"beta\","
+			   "\"messages_per_minute\":null",
+			   3000));
+	/* A new channel, busier: it leads the next document, which comes
+	 * well before the heartbeat would resend one (1 s here)... */
+	CHECK_INT(apply(&s, "beta", 900, start, now + 1,
+			"\"per_minute\":[400,500,0,0,0,0,0,0,0,0]"), 0);
+	CHECK(stream_until(fd, buf, sizeof(buf), &have, &off,
+			   "{\"rank\":1,\"channel_id\":\"beta\"", 3000));
+	CHECK(stream_until(fd2, buf2, sizeof(buf2), &have2, &off2,
+			   "\"channel_id\":\"beta\",\"messages_per_minute\":",
+			   3000));
+	/* ...and without changes the document comes again with the
+	 * heartbeat (the rates move with the clock). */
+	CHECK(stream_until(fd2, buf2, sizeof(buf2), &have2, &off2,
+			   "event: battle\ndata: {\"now\":", 4000));
+	CHECK(cb_metric_get(CB_M_sse_clients) == 2);
+	close(fd);
+	close(fd2);
+	srv_stop(&s);
 }
 
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	if (argc > 1 && strcmp(argv[1], "--serve") == 0)
-		return serve_fixture();
 	RUN(test_iso8601_matches_javascript);
 	RUN(test_loopback_addresses);
 	RUN(test_refuses_public_bind_without_token);
@@ -1289,5 +1466,8 @@ int main(int argc, char **argv)
 	RUN(test_messages_parameters);
 	RUN(test_sse_updates_heartbeats_and_limits);
 	RUN(test_sse_many_streams_thread_pool);
+	RUN(test_battle_ranking);
+	RUN(test_battle_bad_requests);
+	RUN(test_battle_stream);
 	return test_done();
 }

@@ -4,7 +4,8 @@
  * it can while event streams on a two-thread pool suspend and resume,
  * clients come and go, keep-alive GETs read the same cache, and the server
  * stops with streams still open.  Every stream must see its channel's
- * counts only grow and reach the last one written.
+ * counts only grow and reach the last one written; battle streams (every
+ * channel, and two by name) must deliver the last record's figures.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -101,6 +102,62 @@ static void *stream_reader(void *arg)
 	return NULL;
 }
 
+/* A battle stream (query "" or "?channels=..."): reads until its document
+ * holds the last record of every channel it names. */
+struct battle_reader {
+	uint16_t port;
+	const char *query;
+	int nchan; /* channels the document must list */
+	int ok;
+};
+
+static void *battle_stream_reader(void *arg)
+{
+	struct battle_reader *b = arg;
+	static _Thread_local char buf[1 << 20];
+	char raw[256], want[64];
+	size_t have = 0, off = 0;
+	int fd = conn_open(b->port), found = 0;
+
+	snprintf(raw, sizeof(raw),
+		 "GET /api/battle/events%s HTTP/1.1\r\nHost: x\r\n\r\n",
+		 b->query);
+	if (fd < 0 || send_all(fd, raw, strlen(raw)) != 0)
+		goto out;
+	snprintf(want, sizeof(want), "\"last_updated\":%d,", 1000 + LAST);
+	/* A document with every channel at its last record: count the hits
+	 * within one document (they end with the next "event:"). */
+	for (int64_t deadline = t_now_ms() + 20000; t_now_ms() < deadline;) {
+		size_t doc;
+
+		if (!stream_until(fd, buf, sizeof(buf), &have, &off,
+				  "event: battle\n", 20000))
+			break;
+		doc = off;
+		if (!stream_until(fd, buf, sizeof(buf), &have, &off, "\n\n",
+				  5000))
+			break;
+		found = 0;
+		for (const char *p = buf + doc; p < buf + off &&
+					     (p = strstr(p, want)) != NULL &&
+					     p < buf + off;
+		     p++)
+			found++;
+		if (found == b->nchan) {
+			b->ok = 1;
+			break;
+		}
+	}
+	if (!b->ok)
+		printf("# battle stream %s: %d of %d channels at the last "
+		       "record\n",
+		       b->query, found, b->nchan);
+out:
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
 static void *getter(void *arg)
 {
 	uint16_t port = *(uint16_t *)arg;
@@ -129,7 +186,8 @@ static void test_streams_and_gets_under_writes(void)
 	struct cb_config cfg;
 	struct cb_app app = {.wake_fd = -1};
 	struct reader rd[NSTREAMS];
-	pthread_t w, g[2], s[NSTREAMS];
+	struct battle_reader br[2];
+	pthread_t w, g[2], s[NSTREAMS], bt[2];
 	char errstr[256];
 	uint16_t port;
 	void *served[2];
@@ -147,14 +205,21 @@ static void test_streams_and_gets_under_writes(void)
 		rd[i] = (struct reader){.port = port, .idx = i, .fd = -1};
 		pthread_create(&s[i], NULL, stream_reader, &rd[i]);
 	}
-	for (int i = 0; i < 2; i++)
+	br[0] = (struct battle_reader){.port = port, .query = "", .nchan = NCHAN};
+	br[1] = (struct battle_reader){.port = port, .query = "?channels=c3,c0",
+				       .nchan = 2};
+	for (int i = 0; i < 2; i++) {
 		pthread_create(&g[i], NULL, getter, &port);
+		pthread_create(&bt[i], NULL, battle_stream_reader, &br[i]);
+	}
 	pthread_create(&w, NULL, writer, NULL);
 	pthread_join(w, NULL);
 	for (int i = 0; i < 2; i++)
 		pthread_join(g[i], &served[i]);
 	for (int i = 0; i < NSTREAMS; i++)
 		pthread_join(s[i], NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(bt[i], NULL);
 	/* Stop with the odd streams still open: they must end. */
 	cb_http_stop(&app);
 	for (int i = 0; i < NSTREAMS; i++) {
@@ -177,6 +242,7 @@ static void test_streams_and_gets_under_writes(void)
 	for (int i = 0; i < NSTREAMS; i++)
 		CHECK(rd[i].ok);
 	CHECK((long)served[0] > 0 && (long)served[1] > 0);
+	CHECK(br[0].ok && br[1].ok);
 	CHECK_INT(cb_metric_get(CB_M_sse_clients), 0);
 }
 
