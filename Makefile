@@ -2,8 +2,10 @@
 # wildcard/filter/patsubst).  Targets:
 #   all (default)  ./chatbattle, release build (-O2)
 #   test           unit tests under ASan/UBSan, threaded tests under TSan,
-#                  lint, then the integration tier (real Kafka + Cassandra);
+#                  lint, then the integration tier (real Kafka + Cassandra)
+#                  and the cluster tier (3 brokers + 3 nodes);
 #                  ends with "N passed, M failed"
+#   test-cluster   the cluster tier alone (test/cluster/run)
 #   check          alias of test
 #   bench          benchmarks; each prints its figures and targets
 #   fuzz           libFuzzer targets for FUZZ_SECONDS each (clang)
@@ -50,7 +52,7 @@ GEN       = $(wildcard build/gen/*.h)
 
 objs = $(patsubst src/%.c,build/$(1)/%.o,$(2))
 
-.PHONY: all deps chatbattle-bin test check test-unit unit-bins bench bench-bins \
+.PHONY: all deps chatbattle-bin test check test-unit test-cluster unit-bins bench bench-bins \
 	fuzz fuzz-bins lint install uninstall clean demo FORCE
 
 all: deps
@@ -121,6 +123,13 @@ check: test
 test-unit: deps
 	@$(MAKE) --no-print-directory unit-bins
 	@CB_SKIP_INTEGRATION=1 test/run
+
+# The cluster tier alone: test/infra/cluster's three brokers and three
+# Cassandra nodes, started and stopped by test/cluster/run.
+test-cluster: deps
+	@if [ -z "$(NO_DEPS)" ]; then tools/deps.sh test; fi
+	@$(MAKE) --no-print-directory chatbattle
+	@test/cluster/run
 
 bench-bins: chatbattle $(patsubst test/bench/%.c,build/rel/%,$(BENCH))
 
