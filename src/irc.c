@@ -43,9 +43,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "chatbattle/app.h"
 #include "chatbattle/chatmsg.h"
@@ -59,6 +57,7 @@
 #include "chatbattle/oauth.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "chatbattle/tls.h"
 
 #define HDR_SIZE sizeof(struct cb_out_hdr)
 /* How much of an over-long line goes into its dead letter. */
@@ -808,23 +807,24 @@ static void conn_error_text(struct conn *c, short what, char *buf,
 	unsigned long e;
 	int dns = bufferevent_socket_get_dns_error(c->bev);
 	int sock_err = EVUTIL_SOCKET_ERROR();
-	long vr;
 
 	if (dns != 0) {
 		snprintf(buf, size, "cannot resolve %s: %s",
 			 c->irc->cfg->irc_host, evutil_gai_strerror(dns));
 		return;
 	}
-	if (ssl != NULL && (vr = SSL_get_verify_result(ssl)) != X509_V_OK) {
-		snprintf(buf, size, "TLS certificate verify failed: %s",
-			 X509_verify_cert_error_string(vr));
+	if (ssl != NULL && SSL_get_verify_result(ssl) != X509_V_OK) {
+		char tmp[160];
+
+		cb_tls_reason(ssl, 0, tmp, sizeof(tmp));
+		snprintf(buf, size, "TLS %.150s", tmp);
 		return;
 	}
 	if (c->bev != NULL &&
 	    (e = bufferevent_get_openssl_error(c->bev)) != 0) {
 		char tmp[160];
 
-		ERR_error_string_n(e, tmp, sizeof(tmp));
+		cb_tls_reason(NULL, e, tmp, sizeof(tmp));
 		while (bufferevent_get_openssl_error(c->bev) != 0)
 			;
 		snprintf(buf, size, "TLS error: %.100s", tmp);
@@ -890,14 +890,6 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_fail(c, "%s", why);
 }
 
-static bool host_is_ip(const char *host)
-{
-	unsigned char buf[16];
-
-	return inet_pton(AF_INET, host, buf) == 1 ||
-	       inet_pton(AF_INET6, host, buf) == 1;
-}
-
 static void conn_connect(struct conn *c)
 {
 	struct cb_irc *irc = c->irc;
@@ -908,18 +900,17 @@ static void conn_connect(struct conn *c)
 	conn_close_bev(c);
 	c->auth_failed = false;
 	if (cfg->irc_tls) {
+		char why[256];
+
 		ssl = SSL_new(irc->ssl_ctx);
 		if (ssl == NULL) {
 			conn_fail(c, "cannot create a TLS session");
 			return;
 		}
-		if (host_is_ip(host)) {
-			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
-		} else {
-			SSL_set_tlsext_host_name(ssl, host);
-			SSL_set_hostflags(ssl,
-					  X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-			SSL_set1_host(ssl, host);
+		if (cb_tls_prepare(ssl, host, why, sizeof(why)) != 0) {
+			SSL_free(ssl);
+			conn_fail(c, "%s", why);
+			return;
 		}
 		c->bev = bufferevent_openssl_socket_new(
 			irc->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
@@ -968,6 +959,7 @@ static void assign_channels(struct cb_irc *irc)
 	for (size_t k = 0; k < irc->nchans; k++) {
 		struct chan *ch = irc->chans[k];
 		struct conn *c;
+		bool fresh = false;
 
 		if (ch->conn != NULL || ch->state == CB_IRC_CHAN_FAILED)
 			continue;
@@ -978,13 +970,19 @@ static void assign_channels(struct cb_irc *irc)
 			c = conn_new(irc);
 			if (c == NULL)
 				return;
-			conn_connect(c);
+			fresh = true;
 		}
 		ch->conn = c;
 		c->nchans++;
 		chan_set_state(irc, ch, CB_IRC_CHAN_PENDING, NULL);
 		ch->attempts = 0;
 		changed = true;
+		/* Connect once the channel is on board: a connection that
+		 * fails at once (its TLS checks cannot be armed) then backs
+		 * off and says why in the channel's status, instead of being
+		 * buried as one that carries nothing. */
+		if (fresh)
+			conn_connect(c);
 	}
 	if (changed)
 		pump_joins(irc);
@@ -1945,30 +1943,8 @@ static void irc_free(struct cb_irc *irc)
 
 static int setup_tls(struct cb_irc *irc, char *errstr, size_t errstr_size)
 {
-	const char *ca = irc->cfg->irc_ca_file;
-	char why[256];
-
-	irc->ssl_ctx = SSL_CTX_new(TLS_client_method());
-	if (irc->ssl_ctx == NULL)
-		return cb_seterr(errstr, errstr_size, CB_E_TLS,
-				 "cannot create a TLS context");
-	SSL_CTX_set_min_proto_version(irc->ssl_ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(irc->ssl_ctx, SSL_VERIFY_PEER, NULL);
-	if (ca[0] != '\0') {
-		if (SSL_CTX_load_verify_locations(irc->ssl_ctx, ca, NULL) != 1) {
-			ERR_error_string_n(ERR_get_error(), why, sizeof(why));
-			ERR_clear_error();
-			return cb_seterr(errstr, errstr_size, CB_E_CONFIG,
-					 "irc_ca_file %s: cannot load CA "
-					 "certificates: %s",
-					 ca, why);
-		}
-	} else if (SSL_CTX_set_default_verify_paths(irc->ssl_ctx) != 1) {
-		ERR_clear_error();
-		return cb_seterr(errstr, errstr_size, CB_E_TLS,
-				 "cannot load the system CA store");
-	}
-	return 0;
+	return cb_tls_client_ctx(&irc->ssl_ctx, irc->cfg->irc_ca_file,
+				 "irc_ca_file", errstr, errstr_size);
 }
 
 static int setup_login(struct cb_irc *irc, char *errstr, size_t errstr_size)

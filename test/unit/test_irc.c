@@ -19,6 +19,7 @@
 #include "chatbattle/log.h"
 #include "chatbattle/oauth.h"
 #include "test.h"
+#include "tls_fault.h"
 
 /* ---- pacer ---- */
 
@@ -340,6 +341,35 @@ static void test_oauth_refresh_bad_responses(void)
 	fake_down(&f);
 }
 
+/*
+ * Regression (issue 17): oauth.c ignored the result of SSL_set1_host and
+ * X509_VERIFY_PARAM_set1_ip_asc, so when the endpoint's name check could
+ * not be armed the token request went out with the chain verified only.
+ * Now the request is refused before any I/O (the failure is injected, see
+ * tls_fault.h; nothing listens on the port, so an attempt would show as
+ * CB_E_IO later instead of CB_E_TLS at once).
+ */
+static void test_oauth_refuses_unchecked_tls(void)
+{
+	struct fake f;
+	struct outcome o;
+
+	CHECK(fake_up(&f, 0) == 0);
+	atomic_store(&t_fail_set1_host, 1);
+	CHECK_INT(run_refresh(&f, "https://localhost:1/oauth2/token", &o),
+		  CB_E_TLS);
+	atomic_store(&t_fail_set1_host, 0);
+	printf("# %s\n", o.reason);
+	CHECK(strstr(o.reason, "cannot check the certificate") != NULL);
+	atomic_store(&t_fail_set1_ip, 1);
+	CHECK_INT(run_refresh(&f, "https://127.0.0.1:1/oauth2/token", &o),
+		  CB_E_TLS);
+	atomic_store(&t_fail_set1_ip, 0);
+	CHECK(strstr(o.reason, "cannot check the certificate") != NULL);
+	CHECK_INT(f.hits, 0);
+	fake_down(&f);
+}
+
 int main(void)
 {
 	cb_log_init(getenv("CB_TEST_DEBUG") ? CB_LOG_DEBUG : CB_LOG_ERROR);
@@ -351,5 +381,6 @@ int main(void)
 	RUN(test_oauth_refresh_success);
 	RUN(test_oauth_refresh_rejected);
 	RUN(test_oauth_refresh_bad_responses);
+	RUN(test_oauth_refuses_unchecked_tls);
 	return test_done();
 }

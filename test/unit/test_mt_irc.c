@@ -6,6 +6,7 @@
  * back-pressure.  The simulator's counts are the ground truth.
  */
 #include "irc_harness.h"
+#include "tls_fault.h"
 
 static const char *const AB[] = {"a", "b"};
 
@@ -598,6 +599,51 @@ static void test_tls_hostname_mismatch(void)
 	sim_down(&s);
 }
 
+/*
+ * Regression (issue 17): irc.c ignored the result of SSL_set1_host and
+ * X509_VERIFY_PARAM_set1_ip_asc; when arming the check failed (injected
+ * here, see tls_fault.h) the connection went on with the chain verified
+ * only, and logged in even to 127.0.0.2 whose certificate does not name
+ * it.  Now the connection is refused and the status says why.
+ */
+static void test_tls_unarmed_check_refused(void)
+{
+	struct simh s;
+	struct irch h;
+	char reason[160] = "";
+
+	CHECK(sim_up(&s, tw_bind2) == 0);
+	CHECK(irc_setup(&h, &s, 4 << 20) == 0);
+	h_set(&h.cfg, "irc_host", "127.0.0.2");
+	h_add(&h.cfg, "channel", "a");
+	atomic_store(&t_fail_set1_ip, 1);
+	CHECK(irc_go(&h) == 0);
+	wait_reason(&h, "a", "cannot check", reason, sizeof(reason), 10000);
+	printf("# address check not armed: %s\n", reason);
+	CHECK(strstr(reason, "cannot check the certificate") != NULL);
+	CHECK_INT(sim_stat(&s, &h, "logins_ok", NULL, NULL), 0);
+	CHECK_INT(sim_stat(&s, &h, "logins_anon", NULL, NULL), 0);
+	irc_teardown(&h);
+	atomic_store(&t_fail_set1_ip, 0);
+	sim_down(&s);
+
+	CHECK(sim_up(&s, NULL) == 0);
+	CHECK(irc_setup(&h, &s, 4 << 20) == 0);
+	h_set(&h.cfg, "irc_host", "localhost");
+	h_add(&h.cfg, "channel", "a");
+	atomic_store(&t_fail_set1_host, 1);
+	CHECK(irc_go(&h) == 0);
+	reason[0] = '\0';
+	wait_reason(&h, "a", "cannot check", reason, sizeof(reason), 10000);
+	printf("# name check not armed: %s\n", reason);
+	CHECK(strstr(reason, "cannot check the certificate against "
+			     "localhost") != NULL);
+	CHECK_INT(sim_stat(&s, &h, "logins_anon", NULL, NULL), 0);
+	irc_teardown(&h);
+	atomic_store(&t_fail_set1_host, 0);
+	sim_down(&s);
+}
+
 /* Regression: writing to a peer that has closed returns EPIPE in every
  * unit test, as in the daemon; the process is not killed by SIGPIPE. */
 static void test_write_to_closed_peer_is_epipe(void)
@@ -630,5 +676,6 @@ int main(void)
 	RUN(test_back_pressure_tiny_ring);
 	RUN(test_tls_verification_failures);
 	RUN(test_tls_hostname_mismatch);
+	RUN(test_tls_unarmed_check_refused);
 	return test_done();
 }
