@@ -973,33 +973,8 @@ static int read_stats(struct cb_agg *a, rd_kafka_topic_partition_list_t *l,
 	int left = l->cnt, err;
 	int64_t deadline = cb_mono_ms() + 120000, next_log = cb_mono_ms() + 5000;
 
-	char group[300];
-
-	/* A group id only because librdkafka wants one for assign(): this
-	 * reader never joins the group nor commits. */
-	snprintf(group, sizeof(group), "%s-restore", a->cfg->kafka_group_id);
-	err = cb_kafka_conf_new(a->cfg, "agg-restore", &conf, errstr,
+	err = cb_agg_kafka_conf(a->cfg, CB_AGG_RESTORE, &conf, errstr,
 				errstr_size);
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "group.id", group, errstr,
-					errstr_size);
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "isolation.level",
-					"read_committed", errstr, errstr_size);
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "enable.partition.eof", "true",
-					errstr, errstr_size);
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "enable.auto.commit", "false",
-					errstr, errstr_size);
-	/* Small buffers: the records are big (their restorable state) and
-	 * only the newest per channel is kept; RSS stays in budget at start. */
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "queued.max.messages.kbytes",
-					"2048", errstr, errstr_size);
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "fetch.max.bytes", "1048576",
-					errstr, errstr_size);
 	if (err != 0)
 		goto out;
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
@@ -1649,33 +1624,87 @@ static void agg_free(struct cb_agg *a)
 	free(a);
 }
 
+/* The transactional.id: one per instance and group, so that a restart of
+ * the same instance fences its older run. */
+static void txn_id(const struct cb_config *cfg, char *buf, size_t size)
+{
+	snprintf(buf, size, "chatbattle-agg-%s-%s", cb_instance_id(cfg),
+		 cfg->kafka_group_id);
+}
+
+int cb_agg_kafka_conf(const struct cb_config *cfg, enum cb_agg_client which,
+		      rd_kafka_conf_t **out, char *errstr, size_t errstr_size)
+{
+	char tid[256], restore_group[300];
+	/* Fixed (0): exactly once depends on them.  Overridable (1): tuning;
+	 * bounded fetch buffers keep RSS small. */
+	const struct cb_kafka_prop consumer[] = {
+		{"group.id", cfg->kafka_group_id, 0},
+		{"enable.auto.commit", "false", 0},
+		{"enable.auto.offset.store", "false", 0},
+		{"isolation.level", "read_committed", 0},
+		{"partition.assignment.strategy", "cooperative-sticky", 0},
+		{"auto.offset.reset", "earliest", 0},
+		{"session.timeout.ms", "10000", 1},
+		{"heartbeat.interval.ms", "2000", 1},
+		{"queued.max.messages.kbytes", STR(FETCHQ_KBYTES), 1},
+		{"fetch.max.bytes", "1048576", 1},
+		{"max.partition.fetch.bytes", "262144", 1},
+	};
+	const struct cb_kafka_prop producer[] = {
+		{"transactional.id", tid, 0},
+		{"enable.idempotence", "true", 0}, /* implied; never off */
+		{"transaction.timeout.ms", "10000", 0},
+		{"partitioner", "murmur2_random", 0},
+		{"linger.ms", "5", 1},
+		{"compression.type", "lz4", 1},
+		{"queue.buffering.max.kbytes", "16384", 1},
+	};
+	/* A group id only because librdkafka wants one for assign(): this
+	 * reader never joins the group nor commits.  Small buffers: the
+	 * records are big (their restorable state) and only the newest per
+	 * channel is kept; RSS stays in budget at start. */
+	const struct cb_kafka_prop restore[] = {
+		{"group.id", restore_group, 0},
+		{"isolation.level", "read_committed", 0},
+		{"enable.partition.eof", "true", 0},
+		{"enable.auto.commit", "false", 0},
+		{"queued.max.messages.kbytes", "2048", 1},
+		{"fetch.max.bytes", "1048576", 1},
+	};
+
+	txn_id(cfg, tid, sizeof(tid));
+	snprintf(restore_group, sizeof(restore_group), "%s-restore",
+		 cfg->kafka_group_id);
+	switch (which) {
+	case CB_AGG_CONSUMER:
+		return cb_kafka_conf_build(cfg, "agg", consumer,
+					   sizeof(consumer) / sizeof(consumer[0]),
+					   out, errstr, errstr_size);
+	case CB_AGG_PRODUCER:
+		return cb_kafka_conf_build(cfg, "agg", producer,
+					   sizeof(producer) / sizeof(producer[0]),
+					   out, errstr, errstr_size);
+	case CB_AGG_RESTORE:
+		break;
+	}
+	return cb_kafka_conf_build(cfg, "agg-restore", restore,
+				   sizeof(restore) / sizeof(restore[0]), out,
+				   errstr, errstr_size);
+}
+
 static int make_producer(struct cb_agg *a, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf;
 	rd_kafka_error_t *e;
 	int err;
 
-	snprintf(a->txn_id, sizeof(a->txn_id), "chatbattle-agg-%s-%s",
-		 cb_instance_id(a->cfg), a->cfg->kafka_group_id);
-	err = cb_kafka_conf_new(a->cfg, "agg", &conf, errstr, errstr_size);
+	txn_id(a->cfg, a->txn_id, sizeof(a->txn_id));
+	err = cb_agg_kafka_conf(a->cfg, CB_AGG_PRODUCER, &conf, errstr,
+				errstr_size);
 	if (err != 0)
 		return err;
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-	if ((err = cb_kafka_conf_set(conf, "transactional.id", a->txn_id,
-				     errstr, errstr_size)) != 0 ||
-	    (err = cb_kafka_conf_set(conf, "transaction.timeout.ms", "10000",
-				     errstr, errstr_size)) != 0 ||
-	    (err = cb_kafka_conf_set(conf, "partitioner", "murmur2_random",
-				     errstr, errstr_size)) != 0 ||
-	    (err = cb_kafka_conf_set(conf, "linger.ms", "5", errstr,
-				     errstr_size)) != 0 ||
-	    (err = cb_kafka_conf_set(conf, "compression.type", "lz4", errstr,
-				     errstr_size)) != 0 ||
-	    (err = cb_kafka_conf_set(conf, "queue.buffering.max.kbytes",
-				     "16384", errstr, errstr_size)) != 0) {
-		rd_kafka_conf_destroy(conf);
-		return err;
-	}
 	a->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr,
 				   errstr_size);
 	if (a->producer == NULL) {
@@ -1695,54 +1724,17 @@ static int make_producer(struct cb_agg *a, char *errstr, size_t errstr_size)
 	return 0;
 }
 
-/* True when the user set key through kafka_opt (then it wins over our
- * tuning defaults; the properties exactly once depends on always ours). */
-static bool user_set(const struct cb_config *cfg, const char *key)
-{
-	size_t n = strlen(key);
-
-	for (size_t i = 0; i < cfg->kafka_opt.n; i++)
-		if (strncmp(cfg->kafka_opt.v[i], key, n) == 0 &&
-		    cfg->kafka_opt.v[i][n] == '=')
-			return true;
-	return false;
-}
-
 static int make_consumer(struct cb_agg *a, char *errstr, size_t errstr_size)
 {
-	/* The first five make the guarantees; the rest are tuning. */
-	static const char *const props[][2] = {
-		{"enable.auto.commit", "false"},
-		{"enable.auto.offset.store", "false"},
-		{"isolation.level", "read_committed"},
-		{"partition.assignment.strategy", "cooperative-sticky"},
-		{"auto.offset.reset", "earliest"},
-		{"session.timeout.ms", "10000"},
-		{"heartbeat.interval.ms", "2000"},
-		/* Bounded fetch buffers: RSS stays small. */
-		{"queued.max.messages.kbytes", STR(FETCHQ_KBYTES)},
-		{"fetch.max.bytes", "1048576"},
-		{"max.partition.fetch.bytes", "262144"},
-	};
 	rd_kafka_conf_t *conf;
 	rd_kafka_topic_partition_list_t *topics;
 	rd_kafka_resp_err_t kerr;
 	int err;
 
-	err = cb_kafka_conf_new(a->cfg, "agg", &conf, errstr, errstr_size);
+	err = cb_agg_kafka_conf(a->cfg, CB_AGG_CONSUMER, &conf, errstr,
+				errstr_size);
 	if (err != 0)
 		return err;
-	err = cb_kafka_conf_set(conf, "group.id", a->cfg->kafka_group_id,
-				errstr, errstr_size);
-	for (size_t i = 0; err == 0 && i < sizeof(props) / sizeof(props[0]);
-	     i++)
-		if (i < 5 || !user_set(a->cfg, props[i][0]))
-			err = cb_kafka_conf_set(conf, props[i][0], props[i][1],
-						errstr, errstr_size);
-	if (err != 0) {
-		rd_kafka_conf_destroy(conf);
-		return err;
-	}
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
 	rd_kafka_conf_set_opaque(conf, a);
 	a->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr,

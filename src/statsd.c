@@ -214,19 +214,34 @@ static void statsd_free(struct cb_statsd *s)
 	free(s);
 }
 
+int cb_statsd_kafka_conf(const struct cb_config *cfg, rd_kafka_conf_t **out,
+			 char *errstr, size_t errstr_size)
+{
+	char group[300];
+	/* A group id only because librdkafka wants one for assign(); this
+	 * consumer never joins the group nor commits.  Small buffers are
+	 * tuning the user may override. */
+	const struct cb_kafka_prop props[] = {
+		{"group.id", group, 0},
+		{"isolation.level", "read_committed", 0},
+		{"enable.partition.eof", "true", 0},
+		{"enable.auto.commit", "false", 0},
+		{"enable.auto.offset.store", "false", 0},
+		{"queued.max.messages.kbytes", "2048", 1},
+		{"fetch.max.bytes", "2097152", 1},
+	};
+
+	snprintf(group, sizeof(group), "chatbattle-stats-%s",
+		 cb_instance_id(cfg));
+	return cb_kafka_conf_build(cfg, "stats", props,
+				   sizeof(props) / sizeof(props[0]), out,
+				   errstr, errstr_size);
+}
+
 int cb_statsd_start(struct cb_app *app, char *errstr, size_t errstr_size)
 {
-	static const char *const props[][2] = {
-		{"isolation.level", "read_committed"},
-		{"enable.partition.eof", "true"},
-		{"enable.auto.commit", "false"},
-		{"enable.auto.offset.store", "false"},
-		{"queued.max.messages.kbytes", "2048"},
-		{"fetch.max.bytes", "2097152"},
-	};
 	struct cb_statsd *s = calloc(1, sizeof(*s));
 	rd_kafka_conf_t *conf = NULL;
-	char group[300];
 	int err;
 
 	if (s == NULL)
@@ -240,18 +255,7 @@ int cb_statsd_start(struct cb_app *app, char *errstr, size_t errstr_size)
 				 errstr, errstr_size);
 	if (err != 0)
 		goto fail;
-	err = cb_kafka_conf_new(app->cfg, "stats", &conf, errstr, errstr_size);
-	/* A group id only because librdkafka wants one for assign(); this
-	 * consumer never joins the group nor commits. */
-	snprintf(group, sizeof(group), "chatbattle-stats-%s",
-		 cb_instance_id(app->cfg));
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "group.id", group, errstr,
-					errstr_size);
-	for (size_t i = 0; err == 0 && i < sizeof(props) / sizeof(props[0]);
-	     i++)
-		err = cb_kafka_conf_set(conf, props[i][0], props[i][1], errstr,
-					errstr_size);
+	err = cb_statsd_kafka_conf(app->cfg, &conf, errstr, errstr_size);
 	if (err != 0)
 		goto fail;
 	rd_kafka_conf_set_error_cb(conf, error_cb);
