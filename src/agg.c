@@ -34,6 +34,7 @@
  * when the rows ring is, is paused (librdkafka keeps serving the group
  * while paused); nothing is dropped.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -101,6 +102,14 @@ struct pend {
 	int64_t received_at_ms;
 };
 
+/*
+ * A partition's state; part_set_state is the only place that changes it
+ * and asserts the legal moves:
+ *   any        -> NONE        part_drop: revoked, or about to be rebuilt
+ *                             (its windows and FIFO are gone)
+ *   any        -> RECOVERING  assigned, a failed transaction, or rebuilt
+ *   RECOVERING -> ACTIVE      recover(): windows restored, a real offset
+ */
 enum part_state { PS_NONE = 0, PS_RECOVERING, PS_ACTIVE };
 
 struct part {
@@ -212,11 +221,29 @@ static void pause_one(struct cb_agg *a, int p, bool pause)
 		 a->parts[p].pos);
 }
 
+static void part_set_state(struct part *pt, enum part_state to)
+{
+	switch (to) {
+	case PS_NONE:
+		assert(pt->ws == NULL && pt->head == pt->tail);
+		break;
+	case PS_RECOVERING:
+		break;
+	case PS_ACTIVE:
+		assert(pt->state == PS_RECOVERING);
+		assert(pt->ws != NULL && pt->pos >= 0);
+		assert(pt->head == pt->tail); /* nothing applied before */
+		break;
+	}
+	pt->state = to;
+}
+
 /* Forgets everything about partition p (revoked, or to be rebuilt). */
 static void part_drop(struct cb_agg *a, int p)
 {
 	struct part *pt = &a->parts[p];
 
+	assert(p >= 0 && p < a->nparts);
 	cb_winset_free(pt->ws);
 	pt->ws = NULL;
 	pt->head = pt->tail = 0;
@@ -224,7 +251,7 @@ static void part_drop(struct cb_agg *a, int p)
 	pt->applied_next = -1;
 	pt->committed = -1;
 	pt->pos = -1;
-	pt->state = PS_NONE;
+	part_set_state(pt, PS_NONE);
 }
 
 static size_t fifo_used(const struct part *pt)
@@ -297,7 +324,7 @@ static void start_recovery(struct cb_agg *a)
 	a->need_recovery = true;
 	for (int p = 0; p < a->nparts; p++)
 		if (a->parts[p].state == PS_ACTIVE)
-			a->parts[p].state = PS_RECOVERING;
+			part_set_state(&a->parts[p], PS_RECOVERING);
 }
 
 /* True when the error means another process took our transactional.id. */
@@ -969,7 +996,7 @@ static int read_stats(struct cb_agg *a, rd_kafka_topic_partition_list_t *l,
 	rd_kafka_topic_partition_list_t *tl = NULL;
 	struct saved *v = NULL;
 	size_t n = 0, cap = 0, records = 0;
-	bool eof[1024] = {false};
+	bool eof[CB_PARTITIONS_MAX] = {false};
 	int left = l->cnt, err;
 	int64_t deadline = cb_mono_ms() + 120000, next_log = cb_mono_ms() + 5000;
 
@@ -1013,7 +1040,7 @@ static int read_stats(struct cb_agg *a, rd_kafka_topic_partition_list_t *l,
 		if (m == NULL)
 			continue;
 		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-			if (m->partition >= 0 && m->partition < 1024 &&
+			if (m->partition >= 0 && m->partition < CB_PARTITIONS_MAX &&
 			    !eof[m->partition]) {
 				eof[m->partition] = true;
 				left--;
@@ -1108,7 +1135,7 @@ static int recover(struct cb_agg *a)
 		struct part *pt = &a->parts[p];
 
 		part_drop(a, p);
-		pt->state = PS_RECOVERING;
+		part_set_state(pt, PS_RECOVERING);
 		pt->paused = true;
 		pt->gen = ++a->gen_counter;
 		err = cb_winset_new(&pt->ws, &a->wcfg, errstr, sizeof(errstr));
@@ -1162,7 +1189,7 @@ static int recover(struct cb_agg *a)
 			pt->committed = l->elems[i].offset;
 		}
 		pt->pos = l->elems[i].offset;
-		pt->state = PS_ACTIVE;
+		part_set_state(pt, PS_ACTIVE);
 		cb_info(SUB, "%s [%d] active from offset %" PRId64
 			     " (generation %u, %zu channel(s))",
 			a->cfg->topic_messages, l->elems[i].partition,
@@ -1208,7 +1235,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 			if (p < 0 || p >= a->nparts)
 				continue;
-			a->parts[p].state = PS_RECOVERING;
+			part_set_state(&a->parts[p], PS_RECOVERING);
 			a->need_recovery = true;
 		}
 		cb_info(SUB, "assigned %d partition(s) of %s", parts->cnt,
@@ -1800,7 +1827,16 @@ int cb_agg_start(struct cb_app *app, char *errstr, size_t errstr_size)
 				       errstr, errstr_size);
 	if (err != 0)
 		goto fail;
-	if (n_in != n_out || n_in > 1024) {
+	if (n_in > CB_PARTITIONS_MAX || n_out > CB_PARTITIONS_MAX) {
+		err = cb_seterr(errstr, errstr_size, CB_E_CONFIG,
+				"%s has %d partitions and %s %d: chatbattle "
+				"supports at most %d partitions per topic "
+				"(CB_PARTITIONS_MAX)",
+				cfg->topic_messages, n_in, cfg->topic_stats,
+				n_out, CB_PARTITIONS_MAX);
+		goto fail;
+	}
+	if (n_in != n_out) {
 		err = cb_seterr(errstr, errstr_size, CB_E_CONFIG,
 				"%s has %d partitions and %s %d: they must be "
 				"equal (co-partitioned) so that each "

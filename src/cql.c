@@ -69,7 +69,7 @@
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 10000
 #define FIFO_ROWS 65536u        /* rows outstanding per Kafka partition */
-#define PARTS_MAX 4096          /* Kafka partitions we track */
+#define PARTS_MAX CB_PARTITIONS_MAX /* Kafka partitions we track */
 #define READ_HIGH_WATER (8u << 20)
 /* Buffer bytes of the requests in use: the memory bound of the writer (a
  * request keeps its buffer for reuse, and the free list is LIFO, so the
