@@ -421,7 +421,7 @@ static int dead_letter(struct cb_agg *a, int p, const struct pend *e)
 	cb_jw_key(j, "reason");
 	cb_jw_str(j, reason, e->reason_len);
 	cb_jw_key(j, "stage");
-	cb_jw_str(j, "aggregator", 10);
+	CB_JW_STR_LIT(j, "aggregator");
 	cb_jw_key(j, "topic");
 	cb_jw_str(j, a->cfg->topic_messages, strlen(a->cfg->topic_messages));
 	cb_jw_key(j, "partition");
