@@ -460,9 +460,7 @@ static int count_dead_letters(void)
 static void writer_stalls(struct rig *r)
 {
 	atomic_store(&r->w.hold, true);
-	for (int64_t end = t_now_ms() + 5000;
-	     !atomic_load(&r->w.holding) && t_now_ms() < end;)
-		sched_yield();
+	(void)WAIT_UNTIL_DO(atomic_load(&r->w.holding), 5000, sched_yield());
 }
 
 /*
@@ -477,10 +475,7 @@ static void writer_stalls(struct rig *r)
 /* Waits (10 s at most) until a counter moves from 0; true when it did. */
 static bool counter_moves(enum cb_metric_id id)
 {
-	for (int64_t end = t_now_ms() + 10000;
-	     cb_metric_get(id) == 0 && t_now_ms() < end;)
-		poll(NULL, 0, 2);
-	return cb_metric_get(id) > 0;
+	return WAIT_UNTIL(cb_metric_get(id) > 0, 10000);
 }
 
 static void stall_holds_then_pauses(struct rig *r)
@@ -539,10 +534,7 @@ static void test_counts_exact_and_wait_for_acks(void)
 
 	memcpy(before, truth, sizeof(before));
 	atomic_store(&r.w.hold, true);
-	for (int64_t end = t_now_ms() + 5000;
-	     !atomic_load(&r.w.holding) && t_now_ms() < end;)
-		sched_yield();
-	CHECK(atomic_load(&r.w.holding));
+	CHECK(WAIT_UNTIL_DO(atomic_load(&r.w.holding), 5000, sched_yield()));
 	CHECK_INT(produce_batch(300, 2000), 0);
 	/* The aggregator consumes them meanwhile, but counts none. */
 	for (int64_t end = t_now_ms() + 1500; t_now_ms() < end;) {

@@ -255,7 +255,6 @@ static int run_refresh(struct fake *f, const char *url, struct outcome *o)
 				    .timeout_s = 5};
 	struct cb_oauth_req *r = NULL;
 	char errstr[256];
-	int64_t deadline = t_now_ms() + 10000;
 	int rc;
 
 	memset(o, 0, sizeof(*o));
@@ -265,8 +264,8 @@ static int run_refresh(struct fake *f, const char *url, struct outcome *o)
 		snprintf(o->reason, sizeof(o->reason), "%s", errstr);
 		return rc;
 	}
-	while (!o->done && t_now_ms() < deadline)
-		event_base_loop(f->base, EVLOOP_ONCE);
+	(void)WAIT_UNTIL_DO(o->done, 10000,
+			    event_base_loop(f->base, EVLOOP_ONCE));
 	/* let the request free itself */
 	event_base_loop(f->base, EVLOOP_NONBLOCK);
 	return o->done ? 0 : -1;
