@@ -55,6 +55,7 @@
 #include "chatbattle/metrics.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "chatbattle/tls.h"
 #include "cql_int.h"
 
 #define SUBSYS "cql"
@@ -950,7 +951,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 			conn_fail(c, "cannot resolve: %s",
 				  evutil_gai_strerror(dns));
 		} else if (e != 0) {
-			ERR_error_string_n(e, tmp, sizeof(tmp));
+			cb_tls_reason(NULL, e, tmp, sizeof(tmp));
 			conn_fail(c, "TLS: %s", tmp);
 		} else if (what & BEV_EVENT_EOF) {
 			conn_fail(c, "closed by the server");

@@ -57,6 +57,7 @@
 #include "chatbattle/oauth.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "chatbattle/thread.h"
 #include "chatbattle/tls.h"
 
 #define HDR_SIZE sizeof(struct cb_out_hdr)
@@ -124,8 +125,7 @@ struct cb_irc {
 	struct cb_app *app;
 	const struct cb_config *cfg;
 	struct cb_irc_tuning tune;
-	pthread_t thread;
-	bool thread_started;
+	struct cb_thread thread;
 	int stop_efd;
 	atomic_bool stopping;
 
@@ -895,36 +895,16 @@ static void conn_connect(struct conn *c)
 	struct cb_irc *irc = c->irc;
 	const struct cb_config *cfg = irc->cfg;
 	const char *host = cfg->irc_host;
-	SSL *ssl = NULL;
+	char why[256];
 
 	conn_close_bev(c);
 	c->auth_failed = false;
-	if (cfg->irc_tls) {
-		char why[256];
-
-		ssl = SSL_new(irc->ssl_ctx);
-		if (ssl == NULL) {
-			conn_fail(c, "cannot create a TLS session");
-			return;
-		}
-		if (cb_tls_prepare(ssl, host, why, sizeof(why)) != 0) {
-			SSL_free(ssl);
-			conn_fail(c, "%s", why);
-			return;
-		}
-		c->bev = bufferevent_openssl_socket_new(
-			irc->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-			BEV_OPT_CLOSE_ON_FREE);
-		if (c->bev == NULL)
-			SSL_free(ssl);
-		else
-			bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-	} else {
-		c->bev = bufferevent_socket_new(irc->base, -1,
-						BEV_OPT_CLOSE_ON_FREE);
-	}
+	c->bev = cb_tls_bufferevent_new(irc->base,
+					cfg->irc_tls ? irc->ssl_ctx : NULL,
+					host, BEV_OPT_CLOSE_ON_FREE, why,
+					sizeof(why));
 	if (c->bev == NULL) {
-		conn_fail(c, "cannot create a connection");
+		conn_fail(c, "%s", why);
 		return;
 	}
 	bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
@@ -2075,12 +2055,10 @@ int cb_irc_start_tuned(struct cb_app *app, const struct cb_irc_tuning *t,
 	event_base_once(irc->base, -1, EV_TIMEOUT, kickoff_cb, irc, &zero);
 	cb_health_set(CB_DEP_IRC, CB_DEP_UNKNOWN);
 	/* The thread owns the base from here (pthread_create orders it). */
-	if (pthread_create(&irc->thread, NULL, irc_main, irc) != 0) {
-		err = cb_seterr(errstr, errstr_size, CB_E_IO,
-				"cannot start the irc thread");
+	err = cb_thread_start(&irc->thread, irc_main, irc, "irc", errstr,
+			      errstr_size);
+	if (err != 0)
 		goto out;
-	}
-	irc->thread_started = true;
 	cb_info("irc", "%zu channel(s), %s login to %s:%d (%s)", irc->nchans,
 		irc->token[0] ? "OAuth" : "anonymous", cfg->irc_host,
 		(int)cfg->irc_port, cfg->irc_tls ? "TLS" : "plain TCP");
@@ -2102,16 +2080,10 @@ int cb_irc_start(struct cb_app *app, char *errstr, size_t errstr_size)
 void cb_irc_stop(struct cb_app *app)
 {
 	struct cb_irc *irc = app->irc;
-	uint64_t one = 1;
 
 	if (irc == NULL)
 		return;
-	atomic_store(&irc->stopping, true);
-	if (write(irc->stop_efd, &one, sizeof(one)) < 0) {
-		/* already signalled */
-	}
-	if (irc->thread_started)
-		pthread_join(irc->thread, NULL);
+	cb_thread_stop(&irc->thread, &irc->stopping, irc->stop_efd);
 	app->irc = NULL;
 	irc_free(irc);
 }

@@ -172,7 +172,7 @@ int cb_oauth_refresh_start(struct event_base *base, struct evdns_base *dns,
 	struct evkeyvalq *hdrs;
 	struct evbuffer *body;
 	const char *scheme, *host, *path, *query;
-	char target[2048], hostport[300], why[256];
+	char target[2048], hostport[300];
 	bool https;
 	int port, err = 0;
 
@@ -208,29 +208,19 @@ int cb_oauth_refresh_start(struct event_base *base, struct evdns_base *dns,
 	r->done = done;
 	r->arg = arg;
 	if (https) {
-		SSL *ssl;
-
 		err = cb_tls_client_ctx(&r->ssl_ctx, p->ca_file,
 					"the token endpoint's CA file", errstr,
 					errstr_size);
 		if (err != 0)
 			goto out;
-		ssl = SSL_new(r->ssl_ctx);
-		if (ssl == NULL)
-			goto tls_fail;
-		err = cb_tls_prepare(ssl, host, errstr, errstr_size);
-		if (err != 0) {
-			SSL_free(ssl);
+		bev = cb_tls_bufferevent_new(base, r->ssl_ctx, host,
+					     BEV_OPT_CLOSE_ON_FREE |
+						     BEV_OPT_DEFER_CALLBACKS,
+					     errstr, errstr_size);
+		if (bev == NULL) {
+			err = CB_E_TLS;
 			goto out;
 		}
-		bev = bufferevent_openssl_socket_new(
-			base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-			BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-		if (bev == NULL) {
-			SSL_free(ssl);
-			goto tls_fail;
-		}
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	}
 	r->conn = evhttp_connection_base_bufferevent_new(base, dns, bev, host,
 							 (unsigned short)port);
@@ -276,10 +266,6 @@ int cb_oauth_refresh_start(struct event_base *base, struct evdns_base *dns,
 	*out = r;
 	r = NULL;
 	goto out;
-tls_fail:
-	cb_tls_reason(NULL, 0, why, sizeof(why));
-	err = cb_seterr(errstr, errstr_size, CB_E_TLS,
-			"cannot set up TLS for the token endpoint: %s", why);
 out:
 	if (r != NULL)
 		req_free(r);

@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include <arpa/inet.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -30,12 +32,9 @@ int cb_tls_client_ctx(SSL_CTX **out, const char *ca_file, const char *what,
 	*out = NULL;
 	ERR_clear_error();
 	ctx = SSL_CTX_new(TLS_client_method());
-	if (ctx == NULL) {
-		cb_tls_reason(NULL, 0, why, sizeof(why));
-		return cb_seterr(errstr, errstr_size, CB_E_TLS,
-				 "%s: cannot create a TLS context: %s", what,
-				 why);
-	}
+	if (ctx == NULL)
+		return cb_tls_seterr(errstr, errstr_size,
+				     "cannot create a TLS context");
 	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
 		cb_tls_reason(NULL, 0, why, sizeof(why));
 		err = cb_seterr(errstr, errstr_size, CB_E_TLS,
@@ -121,4 +120,50 @@ void cb_tls_reason(const SSL *ssl, unsigned long e, char *buf, size_t size)
 		snprintf(buf, size, "%s", strerror(saved));
 	else
 		snprintf(buf, size, "unknown TLS error");
+}
+
+int cb_tls_seterr(char *errstr, size_t errstr_size, const char *what)
+{
+	char why[256];
+
+	cb_tls_reason(NULL, 0, why, sizeof(why));
+	return cb_seterr(errstr, errstr_size, CB_E_TLS, "%s: %s", what, why);
+}
+
+struct bufferevent *cb_tls_bufferevent_new(struct event_base *base,
+					   SSL_CTX *ctx, const char *host,
+					   int options, char *errstr,
+					   size_t errstr_size)
+{
+	struct bufferevent *bev;
+	SSL *ssl;
+
+	if (ctx == NULL) {
+		bev = bufferevent_socket_new(base, -1, options);
+		if (bev == NULL)
+			cb_seterr(errstr, errstr_size, CB_E_NOMEM,
+				  "cannot create a connection");
+		return bev;
+	}
+	ssl = SSL_new(ctx);
+	if (ssl == NULL) {
+		cb_tls_seterr(errstr, errstr_size,
+			      "cannot create a TLS session");
+		return NULL;
+	}
+	if (cb_tls_prepare(ssl, host, errstr, errstr_size) != 0) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	bev = bufferevent_openssl_socket_new(base, -1, ssl,
+					     BUFFEREVENT_SSL_CONNECTING,
+					     options);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		cb_seterr(errstr, errstr_size, CB_E_NOMEM,
+			  "cannot create a connection");
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
 }

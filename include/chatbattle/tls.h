@@ -22,6 +22,8 @@
 
 #include <stddef.h>
 
+struct bufferevent;
+struct event_base;
 struct ssl_ctx_st;
 struct ssl_st;
 
@@ -55,5 +57,20 @@ int cb_tls_prepare(struct ssl_st *ssl, const char *host, char *errstr,
  */
 void cb_tls_reason(const struct ssl_st *ssl, unsigned long e, char *buf,
 		   size_t size);
+
+/* cb_seterr(CB_E_TLS, "<what>: <cb_tls_reason>"); returns CB_E_TLS. */
+int cb_tls_seterr(char *errstr, size_t errstr_size, const char *what);
+
+/*
+ * A libevent bufferevent for a new client connection to host, not yet
+ * connected: over TLS from ctx, its checks armed by cb_tls_prepare, when
+ * ctx is not NULL (a peer that closes without close_notify reads as EOF,
+ * as over TCP); plain TCP when ctx is NULL.  options: BEV_OPT_* flags.
+ * Returns NULL with the reason (nothing to free then).
+ */
+struct bufferevent *cb_tls_bufferevent_new(struct event_base *base,
+					   struct ssl_ctx_st *ctx,
+					   const char *host, int options,
+					   char *errstr, size_t errstr_size);
 
 #endif
