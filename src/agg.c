@@ -58,6 +58,7 @@
 #include "chatbattle/metrics.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "chatbattle/thread.h"
 #include "chatbattle/window.h"
 
 #define SUB "agg"
@@ -128,8 +129,7 @@ struct part {
 struct cb_agg {
 	struct cb_app *app;
 	const struct cb_config *cfg;
-	pthread_t thread;
-	bool thread_started;
+	struct cb_thread thread;
 	atomic_bool stop;
 	rd_kafka_t *consumer;
 	rd_kafka_t *producer;
@@ -1687,15 +1687,10 @@ int cb_agg_kafka_conf(const struct cb_config *cfg, enum cb_agg_client which,
 		{"compression.type", "lz4", 1},
 		{"queue.buffering.max.kbytes", "16384", 1},
 	};
-	/* A group id only because librdkafka wants one for assign(): this
-	 * reader never joins the group nor commits.  Small buffers: the
-	 * records are big (their restorable state) and only the newest per
-	 * channel is kept; RSS stays in budget at start. */
+	/* Small buffers: the records are big (their restorable state) and
+	 * only the newest per channel is kept; RSS stays in budget at start. */
 	const struct cb_kafka_prop restore[] = {
-		{"group.id", restore_group, 0},
-		{"isolation.level", "read_committed", 0},
-		{"enable.partition.eof", "true", 0},
-		{"enable.auto.commit", "false", 0},
+		CB_KAFKA_READER_PROPS(restore_group),
 		{"queued.max.messages.kbytes", "2048", 1},
 		{"fetch.max.bytes", "1048576", 1},
 	};
@@ -1860,14 +1855,11 @@ int cb_agg_start(struct cb_app *app, char *errstr, size_t errstr_size)
 	err = make_consumer(a, errstr, errstr_size);
 	if (err != 0)
 		goto fail;
-	app->agg = a;
-	if (pthread_create(&a->thread, NULL, agg_main, a) != 0) {
-		app->agg = NULL;
-		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
-				"cannot create the aggregator thread");
+	err = cb_thread_start(&a->thread, agg_main, a, "aggregator", errstr,
+			      errstr_size);
+	if (err != 0)
 		goto fail;
-	}
-	a->thread_started = true;
+	app->agg = a; /* only cb_agg_stop reads it, on this thread */
 	cb_info(SUB, "consuming %s (%d partitions) in group %s, transactional "
 		     "id %s, commit every %lld ms",
 		cfg->topic_messages, n_in, cfg->kafka_group_id, a->txn_id,
@@ -1882,13 +1874,9 @@ fail:
 
 void cb_agg_stop(struct cb_app *app)
 {
-	struct cb_agg *a = app->agg;
-
-	if (a == NULL)
+	if (app->agg == NULL)
 		return;
-	atomic_store(&a->stop, true);
-	if (a->thread_started)
-		pthread_join(a->thread, NULL);
-	agg_free(a);
+	cb_thread_stop(&app->agg->thread, &app->agg->stop, -1);
+	agg_free(app->agg);
 	app->agg = NULL;
 }

@@ -43,6 +43,7 @@
 #include "chatbattle/producer.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "chatbattle/thread.h"
 
 /* Records per ring batch: large enough to amortize the release, small
  * enough that a stalled batch holds little of the ring. */
@@ -56,8 +57,7 @@ struct cb_producer {
 	struct cb_ring *ring;
 	rd_kafka_t *rk;
 	rd_kafka_topic_t *t_msgs, *t_dlq;
-	pthread_t thread;
-	bool thread_started;
+	struct cb_thread thread;
 	atomic_bool stopping;
 
 	/* producer thread only */
@@ -380,12 +380,10 @@ int cb_producer_start(struct cb_app *app, char *errstr, size_t errstr_size)
 		goto out;
 	}
 	cb_kafka_health_start(&p->health);
-	if (pthread_create(&p->thread, NULL, producer_main, p) != 0) {
-		err = cb_seterr(errstr, errstr_size, CB_E_IO,
-				"cannot start the producer thread");
+	err = cb_thread_start(&p->thread, producer_main, p, "producer", errstr,
+			      errstr_size);
+	if (err != 0)
 		goto out;
-	}
-	p->thread_started = true;
 	cb_info("producer", "producing to %s (dead letters to %s) via %s",
 		cfg->topic_messages, cfg->topic_dlq, cfg->kafka_brokers);
 	app->producer = p;
@@ -405,8 +403,7 @@ void cb_producer_stop(struct cb_app *app)
 		return;
 	atomic_store_explicit(&p->stopping, true, memory_order_release);
 	cb_ring_kick(p->ring);
-	if (p->thread_started)
-		pthread_join(p->thread, NULL);
+	cb_thread_join(&p->thread);
 	app->producer = NULL;
 	producer_free(p);
 }

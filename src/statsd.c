@@ -29,14 +29,14 @@
 #include "chatbattle/metrics.h"
 #include "chatbattle/stats_cache.h"
 #include "chatbattle/statsd.h"
+#include "chatbattle/thread.h"
 
 #define SUB "stats"
 
 struct cb_statsd {
 	struct cb_app *app;
 	const struct cb_config *cfg;
-	pthread_t thread;
-	bool thread_started;
+	struct cb_thread thread;
 	atomic_bool stop;
 	rd_kafka_t *rk;
 	int nparts;
@@ -218,15 +218,9 @@ int cb_statsd_kafka_conf(const struct cb_config *cfg, rd_kafka_conf_t **out,
 			 char *errstr, size_t errstr_size)
 {
 	char group[300];
-	/* A group id only because librdkafka wants one for assign(); this
-	 * consumer never joins the group nor commits.  Small buffers are
-	 * tuning the user may override. */
+	/* Small buffers are tuning the user may override. */
 	const struct cb_kafka_prop props[] = {
-		{"group.id", group, 0},
-		{"isolation.level", "read_committed", 0},
-		{"enable.partition.eof", "true", 0},
-		{"enable.auto.commit", "false", 0},
-		{"enable.auto.offset.store", "false", 0},
+		CB_KAFKA_READER_PROPS(group),
 		{"queued.max.messages.kbytes", "2048", 1},
 		{"fetch.max.bytes", "2097152", 1},
 	};
@@ -266,14 +260,11 @@ int cb_statsd_start(struct cb_app *app, char *errstr, size_t errstr_size)
 	}
 	conf = NULL;
 	rd_kafka_poll_set_consumer(s->rk);
-	app->statsd = s;
-	if (pthread_create(&s->thread, NULL, statsd_main, s) != 0) {
-		app->statsd = NULL;
-		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
-				"cannot create the stats thread");
+	err = cb_thread_start(&s->thread, statsd_main, s, "stats", errstr,
+			      errstr_size);
+	if (err != 0)
 		goto fail;
-	}
-	s->thread_started = true;
+	app->statsd = s; /* only cb_statsd_stop reads it, on this thread */
 	return 0;
 fail:
 	if (conf)
@@ -290,11 +281,10 @@ void cb_statsd_stop(struct cb_app *app)
 
 	if (s == NULL)
 		return;
-	atomic_store(&s->stop, true);
-	if (s->thread_started)
-		pthread_join(s->thread, NULL);
+	/* the thread writes the cache: it goes only after the thread */
+	cb_thread_stop(&s->thread, &s->stop, -1);
 	statsd_free(s);
-	app->statsd = NULL;
 	cb_stats_cache_free(app->cache);
+	app->statsd = NULL;
 	app->cache = NULL;
 }
