@@ -34,6 +34,19 @@ struct cb_kafka_prop {
 };
 
 /*
+ * The fixed rows of a reader that assigns its partitions itself (the
+ * aggregator's restore reader, the stats thread): a group id only because
+ * librdkafka wants one for assign() - it never joins the group nor
+ * commits - committed transactions only, and an event at each partition's
+ * end.
+ */
+#define CB_KAFKA_READER_PROPS(group)                                           \
+	{"group.id", (group), 0}, {"isolation.level", "read_committed", 0},    \
+		{"enable.partition.eof", "true", 0},                           \
+		{"enable.auto.commit", "false", 0},                            \
+		{"enable.auto.offset.store", "false", 0}
+
+/*
  * Builds a client's configuration, in this order:
  *   1. bootstrap.servers, client.id "chatbattle-<instance>-<role>", a log
  *      callback into cb_log (subsystem "kafka");
