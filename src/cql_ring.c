@@ -5,10 +5,14 @@
  * test/unit/test_cql_ring.c and against a real 3-node ring by the cluster
  * tier.
  */
+#include <arpa/inet.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include "chatbattle/cql_frame.h"
 #include "chatbattle/cql_ring.h"
 #include "chatbattle/err.h"
 
@@ -269,4 +273,189 @@ size_t cb_cql_ring_replicas(const struct cb_cql_ring *r, int64_t token,
 		lo = 0;
 	*rep = r->rep + lo * CB_CQL_RING_RF_MAX;
 	return r->nrep[lo];
+}
+
+/* ---- reading the system tables ---- */
+
+static int col_index(const struct cb_cql_response *res, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (int32_t i = 0; i < res->meta.ncolumns; i++) {
+		const struct cb_cql_bytes *c = &res->meta.columns[i].name;
+
+		if (c->len == (int32_t)n && memcmp(c->p, name, n) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static void copy_text(char *out, size_t size, struct cb_cql_bytes v)
+{
+	size_t n = v.len > 0 ? (size_t)v.len : 0;
+
+	if (n >= size)
+		n = size - 1;
+	if (n > 0)
+		memcpy(out, v.p, n);
+	out[n] = '\0';
+}
+
+/* An [inet] value (4 or 16 bytes) as text; false for null or another
+ * length or the wildcard address. */
+static bool inet_text(struct cb_cql_bytes v, char *out, size_t size)
+{
+	static const uint8_t zero[16];
+
+	if ((v.len != 4 && v.len != 16) || memcmp(v.p, zero, (size_t)v.len) == 0)
+		return false;
+	return inet_ntop(v.len == 4 ? AF_INET : AF_INET6, v.p, out,
+			 (socklen_t)size) != NULL;
+}
+
+static int32_t int_value(struct cb_cql_bytes v, int32_t dflt)
+{
+	if (v.len != 4)
+		return dflt;
+	return (int32_t)(((uint32_t)v.p[0] << 24) | ((uint32_t)v.p[1] << 16) |
+			 ((uint32_t)v.p[2] << 8) | v.p[3]);
+}
+
+static int read_tokens(struct cb_cql_bytes v, struct cb_cql_peer *p)
+{
+	struct cb_cql_rd r;
+	int32_t count;
+
+	if (cb_cql_coll_open(v, &r, &count) != 0)
+		return CB_E_PROTO;
+	p->tokens = count > 0 ? malloc((size_t)count * sizeof(int64_t)) : NULL;
+	if (count > 0 && p->tokens == NULL)
+		return CB_E_NOMEM;
+	for (int32_t i = 0; i < count; i++) {
+		struct cb_cql_bytes e = cb_cql_get_bytes(&r);
+		char buf[32], *end;
+		long long t;
+
+		if (r.failed || e.len <= 0 || (size_t)e.len >= sizeof(buf))
+			return CB_E_PROTO;
+		memcpy(buf, e.p, (size_t)e.len);
+		buf[e.len] = '\0';
+		errno = 0;
+		t = strtoll(buf, &end, 10);
+		if (errno != 0 || *end != '\0')
+			return CB_E_PROTO;
+		p->tokens[p->ntokens++] = (int64_t)t;
+	}
+	return 0;
+}
+
+void cb_cql_peers_free(struct cb_cql_peer *peers, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(peers[i].tokens);
+	free(peers);
+}
+
+int cb_cql_peers_from_rows(struct cb_cql_response *res, int default_port,
+			   struct cb_cql_peer **peers, size_t *n, char *errstr,
+			   size_t errstr_size)
+{
+	int native = col_index(res, "native_address");
+	int rpc = col_index(res, "rpc_address");
+	int peer = col_index(res, "peer");
+	int bcast = col_index(res, "broadcast_address");
+	int nport = col_index(res, "native_port");
+	int rport = col_index(res, "rpc_port");
+	int dc = col_index(res, "data_center");
+	int rack = col_index(res, "rack");
+	int hid = col_index(res, "host_id");
+	int tok = col_index(res, "tokens");
+	int part = col_index(res, "partitioner");
+	struct cb_cql_bytes v[CB_CQL_MAX_COLUMNS];
+	int k;
+
+	if (res->result_kind != CB_CQL_RESULT_ROWS ||
+	    (res->meta.flags & 0x0004) /* no metadata */)
+		return cb_seterr(errstr, errstr_size, CB_E_PROTO,
+				 "the ring query returned no rows metadata");
+	while ((k = cb_cql_rows_next(res, v, res->meta.ncolumns)) == 1) {
+		struct cb_cql_peer *p, *grown;
+		int err;
+
+		grown = realloc(*peers, (*n + 1) * sizeof(**peers));
+		if (grown == NULL)
+			return cb_seterr(errstr, errstr_size, CB_E_NOMEM,
+					 "out of memory");
+		*peers = grown;
+		p = &grown[*n];
+		memset(p, 0, sizeof(*p));
+		(*n)++;
+		if (!(native >= 0 && inet_text(v[native], p->addr, sizeof(p->addr))) &&
+		    !(rpc >= 0 && inet_text(v[rpc], p->addr, sizeof(p->addr))) &&
+		    !(peer >= 0 && inet_text(v[peer], p->addr, sizeof(p->addr))) &&
+		    !(bcast >= 0 && inet_text(v[bcast], p->addr, sizeof(p->addr))))
+			return cb_seterr(errstr, errstr_size, CB_E_PROTO,
+					 "a ring row has no address");
+		p->port = default_port;
+		if (nport >= 0)
+			p->port = int_value(v[nport], p->port);
+		else if (rport >= 0)
+			p->port = int_value(v[rport], p->port);
+		if (dc >= 0)
+			copy_text(p->dc, sizeof(p->dc), v[dc]);
+		if (rack >= 0)
+			copy_text(p->rack, sizeof(p->rack), v[rack]);
+		if (part >= 0)
+			copy_text(p->partitioner, sizeof(p->partitioner),
+				  v[part]);
+		if (hid >= 0 && v[hid].len == 16)
+			memcpy(p->host_id, v[hid].p, 16);
+		err = tok >= 0 ? read_tokens(v[tok], p) : 0;
+		if (err != 0)
+			return cb_seterr(errstr, errstr_size, err,
+					 "node %s: unreadable tokens", p->addr);
+	}
+	if (k < 0)
+		return cb_seterr(errstr, errstr_size, CB_E_PROTO,
+				 "truncated ring rows");
+	return 0;
+}
+
+int cb_cql_repl_from_rows(struct cb_cql_response *res, struct cb_cql_repl *r,
+			  char *errstr, size_t errstr_size)
+{
+	int col = col_index(res, "replication");
+	struct cb_cql_bytes v[CB_CQL_MAX_COLUMNS];
+	struct cb_cql_rd rd;
+	int32_t count;
+	int k;
+
+	cb_cql_repl_init(r);
+	if (res->result_kind != CB_CQL_RESULT_ROWS || col < 0)
+		return cb_seterr(errstr, errstr_size, CB_E_PROTO,
+				 "system_schema.keyspaces has no replication "
+				 "column");
+	k = cb_cql_rows_next(res, v, res->meta.ncolumns);
+	if (k == 0)
+		return cb_seterr(errstr, errstr_size, CB_E_NOTFOUND,
+				 "no such keyspace");
+	/* a map: count, then key and value [bytes] pairs */
+	if (k < 0 || cb_cql_coll_open(v[col], &rd, &count) != 0)
+		return cb_seterr(errstr, errstr_size, CB_E_PROTO,
+				 "unreadable replication map");
+	for (int32_t i = 0; i < count; i++) {
+		struct cb_cql_bytes key = cb_cql_get_bytes(&rd);
+		struct cb_cql_bytes val = cb_cql_get_bytes(&rd);
+		int err;
+
+		if (rd.failed || key.len < 0 || val.len < 0)
+			return cb_seterr(errstr, errstr_size, CB_E_PROTO,
+					 "unreadable replication map");
+		err = cb_cql_repl_set(r, (const char *)key.p, (size_t)key.len,
+				      (const char *)val.p, (size_t)val.len,
+				      errstr, errstr_size);
+		if (err != 0)
+			return err;
+	}
+	return 0;
 }

@@ -21,8 +21,11 @@
 #ifndef CHATBATTLE_CQL_RING_H
 #define CHATBATTLE_CQL_RING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct cb_cql_response;
 
 #define CB_CQL_RING_DCS 16    /* data centres in a replication map */
 #define CB_CQL_RING_RF_MAX 16 /* replicas per range we keep */
@@ -83,5 +86,35 @@ void cb_cql_ring_free(struct cb_cql_ring *r);
  * points into r.  Returns their count, 0 for an empty ring. */
 size_t cb_cql_ring_replicas(const struct cb_cql_ring *r, int64_t token,
 			    const uint16_t **rep);
+
+/* One node as system.local or system.peers(_v2) describe it. */
+struct cb_cql_peer {
+	char addr[64];          /* the native-protocol address, as text */
+	int port;               /* its native port */
+	char dc[64];
+	char rack[64];
+	uint8_t host_id[16];
+	char partitioner[128];  /* system.local only */
+	int64_t *tokens;        /* malloc'd */
+	size_t ntokens;
+};
+
+/*
+ * Appends the rows of a `SELECT * FROM system.local`, `system.peers_v2` or
+ * `system.peers` answer (res, a Rows result) to *peers (*n of them, the
+ * array grown with realloc).  The address is native_address, else
+ * rpc_address (a wildcard 0.0.0.0/:: replaced by peer/broadcast_address);
+ * the port native_port, else rpc_port, else default_port.  Returns 0, or
+ * CB_E_PROTO (a row without an address, a bad token) / CB_E_NOMEM.
+ */
+int cb_cql_peers_from_rows(struct cb_cql_response *res, int default_port,
+			   struct cb_cql_peer **peers, size_t *n, char *errstr,
+			   size_t errstr_size);
+void cb_cql_peers_free(struct cb_cql_peer *peers, size_t n);
+
+/* Reads the `replication` map of a system_schema.keyspaces row into r.
+ * Returns 0, CB_E_NOTFOUND (no row: no such keyspace) or CB_E_PROTO. */
+int cb_cql_repl_from_rows(struct cb_cql_response *res, struct cb_cql_repl *r,
+			  char *errstr, size_t errstr_size);
 
 #endif
