@@ -306,18 +306,18 @@ static void queue_push(struct cql *w, struct req *r, bool front)
 	w->nqueued++;
 }
 
-static struct req *queue_pop(struct cql *w)
+/* Takes r out of the queue; prev is the request before it (NULL: r is
+ * the head). */
+static void queue_unlink(struct cql *w, struct req *prev, struct req *r)
 {
-	struct req *r = w->queue_head;
-
-	if (r == NULL)
-		return NULL;
-	w->queue_head = r->next;
-	if (w->queue_head == NULL)
-		w->queue_tail = NULL;
+	if (prev == NULL)
+		w->queue_head = r->next;
+	else
+		prev->next = r->next;
+	if (w->queue_tail == r)
+		w->queue_tail = prev;
 	r->next = NULL;
 	w->nqueued--;
-	return r;
 }
 
 /* Exponential backoff with +-25% jitter. */
@@ -563,13 +563,16 @@ static size_t nodes_hwm(const struct cql *w)
 
 static void update_health(struct cql *w)
 {
-	size_t ready = 0, hwm = nodes_hwm(w);
+	size_t ready = 0, up = 0, hwm = nodes_hwm(w);
 
-	for (size_t i = 0; i < hwm; i++)
+	for (size_t i = 0; i < hwm; i++) {
+		up += w->nodes[i].used && w->nodes[i].up;
 		for (int k = 0; w->nodes[i].used && k < w->conns_per_node; k++)
 			if (w->nodes[i].conns[k].state == C_READY)
 				ready++;
+	}
 	cb_metric_set(CB_M_cql_connections, (int64_t)ready);
+	cb_metric_set(CB_M_cql_nodes_up, (int64_t)up);
 	cb_health_set(CB_DEP_CASSANDRA, ready > 0 && !w->fatal_error
 						? CB_DEP_UP
 						: CB_DEP_DOWN);
@@ -1246,6 +1249,7 @@ static void on_event(struct conn *c, struct cb_cql_response *res)
 		/* routing skips it; its connections go when they break */
 		if (n != NULL)
 			n->up = false;
+		update_health(w);
 		return;
 	}
 	if (res->event_change.len != 2 ||
@@ -1258,6 +1262,7 @@ static void on_event(struct conn *c, struct cb_cql_response *res)
 	/* it came back: do not wait out the reconnect backoff */
 	n->up = true;
 	n->reconnect_at_ms = 0;
+	update_health(w);
 }
 
 /* Handles one whole frame at p (header + body). */
@@ -1475,48 +1480,67 @@ static struct conn *pick_any(struct cql *w, bool move)
 	return NULL;
 }
 
+static bool node_ready(const struct cql *w, const struct node *n)
+{
+	for (int k = 0; n->used && k < w->conns_per_node; k++)
+		if (n->conns[k].state == C_READY)
+			return true;
+	return false;
+}
+
 /*
  * Token-aware routing: a replica of r's partition, live (not reported
  * DOWN) and in the local data centre first, then a live replica
  * elsewhere, then the next live node round robin.  Replicas are tried in
  * ring order, so a partition's writes go to one coordinator while it is
- * healthy.
+ * healthy.  NULL: r waits, because a live replica is connected but all
+ * its stream ids are taken (sending to a non-replica would only add a
+ * hop inside the cluster).
  */
 static struct conn *route(struct cql *w, const struct req *r)
 {
 	const uint16_t *rep;
+	bool busy = false;
 	size_t k;
 
 	if (!w->token_aware)
 		return pick_any(w, true);
 	k = cb_cql_ring_replicas(&w->ring, r->token, &rep);
-	for (int pass = 0; pass < 2; pass++)
+	for (int pass = 0; pass < 2 && !busy; pass++)
 		for (size_t i = 0; i < k; i++) {
 			struct node *n = &w->nodes[rep[i]];
 			struct conn *c;
 
 			if (!n->used || !n->up ||
-			    (pass == 0 && strcmp(n->dc, w->local_dc) != 0))
+			    (strcmp(n->dc, w->local_dc) == 0) != (pass == 0))
 				continue;
 			c = node_conn(w, n);
 			if (c != NULL)
 				return c;
+			busy = busy || node_ready(w, n);
 		}
-	return pick_any(w, true);
+	return busy ? NULL : pick_any(w, true);
 }
 
 /* Sends queued requests while a ready connection has a free stream. */
 static void pump(struct cql *w)
 {
-	struct req *r;
+	struct req *r, *prev = NULL;
 	struct conn *c;
 
-	while (w->queue_head != NULL && pick_any(w, false) != NULL) {
+	/* requests waiting for a busy replica stay in place; the others
+	 * behind them go */
+	while ((r = prev == NULL ? w->queue_head : prev->next) != NULL &&
+	       pick_any(w, false) != NULL) {
 		int16_t stream;
 		int err;
 
-		r = queue_pop(w);
 		c = route(w, r);
+		if (c == NULL) {
+			prev = r;
+			continue;
+		}
+		queue_unlink(w, prev, r);
 		stream = c->free_ids[--c->nfree];
 		err = encode_req(w, r, stream, c->lz4);
 		if (err != 0) {
@@ -1532,6 +1556,8 @@ static void pump(struct cql *w)
 			c->free_ids[c->nfree++] = stream;
 			queue_push(w, r, true);
 			conn_fail(c, "cannot queue a request");
+			/* the queue changed under us: from the head again */
+			prev = NULL;
 			continue;
 		}
 		c->slots[stream] = r;

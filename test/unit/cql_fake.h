@@ -83,6 +83,7 @@ struct fake_cluster {
 	const char *rack[FK_NODES];
 	const char *partitioner;
 	int rf; /* SimpleStrategy replication_factor */
+	bool no_peers_v2; /* a server before 4.0: system.peers only */
 };
 
 struct fconn {
@@ -152,9 +153,11 @@ static inline void fk_inet(struct cb_cql_wbuf *w, const char *addr)
 	cb_cql_put_bytes(w, &a, 4);
 }
 
-/* One system.local (local) or system.peers_v2 row for node i. */
-static inline void fk_node_row(struct cb_cql_wbuf *w, const struct fake_cluster *cl,
-			int i, bool local)
+/* One system.local (local), system.peers_v2 or system.peers (v1) row
+ * for node i. */
+static inline void fk_node_row(struct cb_cql_wbuf *w,
+			       const struct fake_cluster *cl, int i,
+			       bool local, bool v1)
 {
 	char tok[32];
 	uint8_t hid[16] = {0x11, 0x22, 0, 0, 0, 0, 0x40, 0, 0x80};
@@ -166,7 +169,10 @@ static inline void fk_node_row(struct cb_cql_wbuf *w, const struct fake_cluster 
 	if (local)
 		fk_text(w, "local");
 	fk_inet(w, cl->node[i].addr);                     /* peer/rpc */
-	if (!local) {
+	if (v1) {
+		fk_inet(w, cl->node[i].addr);             /* rpc_address */
+		cb_cql_put_bytes(w, hid, 16);             /* schema_version */
+	} else if (!local) {
 		fk_inet(w, cl->node[i].addr);             /* native_address */
 		be = htonl((uint32_t)cl->node[i].port);
 		cb_cql_put_bytes(w, &be, 4);              /* native_port */
@@ -222,14 +228,25 @@ static inline void fk_answer_query(struct fake *fk, struct cb_cql_rd *r,
 		fk_col(w, "host_id", CB_CQL_T_UUID);
 		fk_col(w, "tokens", CB_CQL_T_SET);
 		cb_cql_put_int(w, 1);
-		fk_node_row(w, cl, fk->index, true);
-	} else if (strstr(cql, "system.peers_v2") != NULL) {
+		fk_node_row(w, cl, fk->index, true, false);
+	} else if (strstr(cql, "system.peers_v2") != NULL &&
+		   cl->no_peers_v2) {
+		fk_answer_error(w, stream, CB_CQL_ERR_INVALID,
+				"table system.peers_v2 does not exist");
+		return;
+	} else if (strstr(cql, "system.peers") != NULL) {
+		bool v1 = strstr(cql, "system.peers_v2") == NULL;
 		size_t at;
 
-		fk_rows_head(w, stream, 7, "peers_v2");
+		fk_rows_head(w, stream, 7, v1 ? "peers" : "peers_v2");
 		fk_col(w, "peer", CB_CQL_T_INET);
-		fk_col(w, "native_address", CB_CQL_T_INET);
-		fk_col(w, "native_port", CB_CQL_T_INT);
+		if (v1) {
+			fk_col(w, "rpc_address", CB_CQL_T_INET);
+			fk_col(w, "schema_version", CB_CQL_T_UUID);
+		} else {
+			fk_col(w, "native_address", CB_CQL_T_INET);
+			fk_col(w, "native_port", CB_CQL_T_INT);
+		}
 		fk_col(w, "data_center", CB_CQL_T_VARCHAR);
 		fk_col(w, "rack", CB_CQL_T_VARCHAR);
 		fk_col(w, "host_id", CB_CQL_T_UUID);
@@ -238,7 +255,7 @@ static inline void fk_answer_query(struct fake *fk, struct cb_cql_rd *r,
 		cb_cql_put_int(w, 0);
 		for (int i = 0; i < cl->n; i++)
 			if (i != fk->index && cl->in_ring[i]) {
-				fk_node_row(w, cl, i, false);
+				fk_node_row(w, cl, i, false, v1);
 				nrows++;
 			}
 		w->p[at] = (uint8_t)(nrows >> 24);
