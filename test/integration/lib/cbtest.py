@@ -22,7 +22,9 @@ ROOT = os.environ.get("CB_ROOT") or os.path.abspath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 KAFKA = os.environ.get("CB_KAFKA", "127.0.0.1:%s" % os.environ.get("CB_KAFKA_PORT", "9092"))
 CASSANDRA = os.environ.get("CB_CASSANDRA", "127.0.0.1:%s" % os.environ.get("CB_CASSANDRA_PORT", "9042"))
-STACK = os.path.join(ROOT, "test", "infra", "stack")
+# test/infra/cluster in the cluster tier (CB_STACK_SCRIPT): its kafka-tool
+# runs the same main classes on the cluster's jars.
+STACK = os.environ.get("CB_STACK_SCRIPT") or os.path.join(ROOT, "test", "infra", "stack")
 
 sys.path.insert(0, os.path.join(ROOT, "test", "infra"))
 
