@@ -3,12 +3,15 @@
  * effective settings and prints one line per dependency,
  *
  *     kafka      ok      127.0.0.1:9092: 1 broker; topics ... present
- *     cassandra  failed  127.0.0.1:9042: connect: Connection refused
+ *     cassandra  ok      127.0.0.1:9042: Cassandra 5.0.9; keyspace ...
+ *     node       up      127.0.0.1:9042 dc1/rack1, 16 tokens; connected ...
+ *     node       down    127.0.0.2:9042 dc1/rack2, 16 tokens; connect: ...
  *     twitch     skipped check_twitch is off
  *
  * Kafka: cluster metadata, and the topics chatbattle uses exist.
  * Cassandra: a session (TLS and authentication as configured), the
- * keyspace and its raw_chat_messages table exist.  Twitch: TCP, TLS with
+ * keyspace and its raw_chat_messages table exist, then one line per node
+ * of the ring (check_nodes).  Twitch: TCP, TLS with
  * certificate and host name verified (unless irc_tls is off), and a login
  * (with the configured credentials, else anonymous) answered by 001;
  * --no-check-twitch skips it on a machine without Internet access.
@@ -38,6 +41,7 @@
 #include "chatbattle/commands.h"
 #include "chatbattle/config.h"
 #include "chatbattle/cql.h"
+#include "chatbattle/cql_ring.h"
 #include "chatbattle/err.h"
 #include "chatbattle/irc_msg.h"
 #include "chatbattle/kafka.h"
@@ -122,6 +126,45 @@ out:
 
 /* ---- Cassandra ---- */
 
+/*
+ * One line per node of the ring the contact point reports (system.local,
+ * system.peers_v2): address, data centre and rack, token count, and
+ * whether it answers CQL now (a session of its own: `check` has no event
+ * stream, so "up" means "answers", "down" gives the reason).  A node down
+ * does not fail the check: the cluster may still take writes at the
+ * configured consistency; the writer's view is in /metrics
+ * (chatbattle_cql_nodes_up, chatbattle_cql_connections).
+ */
+static void check_nodes(const struct cb_config *cfg, struct cb_cql_session *s)
+{
+	struct cb_cql_peer *peers = NULL;
+	size_t n = 0;
+	char errstr[512], detail[1024];
+
+	if (cb_cql_read_ring(s, (int)cfg->cassandra_port, &peers, &n, errstr,
+			     sizeof(errstr)) != 0) {
+		report("node", "unknown", errstr);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct cb_cql_session *ns = NULL;
+		int err = cb_cql_session_open_node(cfg, peers[i].addr,
+						   peers[i].port, &ns, errstr,
+						   sizeof(errstr));
+
+		snprintf(detail, sizeof(detail),
+			 "%s:%d %s/%s, %zu token%s%s%s%s", peers[i].addr,
+			 peers[i].port, peers[i].dc, peers[i].rack,
+			 peers[i].ntokens, peers[i].ntokens == 1 ? "" : "s",
+			 err == 0 ? "; connected" : "; ",
+			 err == 0 ? "" : errstr,
+			 i == 0 ? " (the contact point)" : "");
+		report("node", err == 0 ? "up" : "down", detail);
+		cb_cql_session_close(ns);
+	}
+	cb_cql_peers_free(peers, n);
+}
+
 static bool check_cassandra(const struct cb_config *cfg)
 {
 	struct cb_cql_session *s = NULL;
@@ -186,6 +229,8 @@ static bool check_cassandra(const struct cb_config *cfg)
 	ok = true;
 out:
 	report("cassandra", ok ? "ok" : "failed", detail);
+	if (s != NULL)
+		check_nodes(cfg, s);
 	cb_cql_session_close(s);
 	return ok;
 }
