@@ -15,6 +15,8 @@
  * certificate and host name verified (unless irc_tls is off), and a login
  * (with the configured credentials, else anonymous) answered by 001;
  * --no-check-twitch skips it on a machine without Internet access.
+ * `check CHANNEL...` adds, per channel id, its Murmur3 token, the
+ * replicas of that token and the node the writer sends its rows to.
  * Exit status 1 when any dependency failed, else 0.
  *
  * Runs in the main thread, one dependency after the other, each bounded by
@@ -22,6 +24,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -45,6 +48,7 @@
 #include "chatbattle/err.h"
 #include "chatbattle/irc_msg.h"
 #include "chatbattle/kafka.h"
+#include "chatbattle/murmur3.h"
 
 /* Kafka metadata and the whole Twitch probe (connect, TLS, login). */
 #define CHECK_TIMEOUT_MS 10000
@@ -135,11 +139,84 @@ out:
  * configured consistency; the writer's view is in /metrics
  * (chatbattle_cql_nodes_up, chatbattle_cql_connections).
  */
+/*
+ * `check CHANNEL...`: for each channel id, its Murmur3 token, the replicas
+ * of that token under the keyspace's replication (cql_ring.c, as the
+ * writer computes them), and the node the writer sends its rows to: the
+ * first replica in ring order that answers, in the contact point's data
+ * centre first (cql.c route(), when no replica is busy).
+ */
+static void check_tokens(const struct cb_config *cfg,
+			 struct cb_cql_session *s,
+			 const struct cb_cql_peer *peers, size_t n,
+			 const bool *up)
+{
+	struct cb_cql_ring_node rn[64];
+	struct cb_cql_ring ring = {0};
+	struct cb_cql_repl repl;
+	char errstr[512], detail[1024], reps[600];
+	int err;
+
+	if (n > sizeof(rn) / sizeof(rn[0]))
+		n = sizeof(rn) / sizeof(rn[0]);
+	err = cb_cql_read_replication(s, cfg->cassandra_keyspace, &repl,
+				      errstr, sizeof(errstr));
+	for (size_t i = 0; err == 0 && i < n; i++) {
+		rn[i].dc = peers[i].dc;
+		rn[i].rack = peers[i].rack;
+		rn[i].tokens = peers[i].tokens;
+		rn[i].ntokens = peers[i].ntokens;
+	}
+	if (err == 0)
+		err = cb_cql_ring_build(&ring, rn, n, &repl, errstr,
+					sizeof(errstr));
+	for (int a = 0; a < cfg->nargs; a++) {
+		const char *ch = cfg->args[a];
+		int64_t t = cb_murmur3_token(ch, strlen(ch));
+		const uint16_t *rep = NULL;
+		size_t k = err == 0 ? cb_cql_ring_replicas(&ring, t, &rep) : 0;
+		int pick = -1;
+		size_t o = 0;
+
+		reps[0] = '\0';
+		for (size_t i = 0; i < k; i++)
+			o += (size_t)snprintf(reps + o, o < sizeof(reps)
+							 ? sizeof(reps) - o
+							 : 0,
+					      "%s%s:%d", i ? "," : "",
+					      peers[rep[i]].addr,
+					      peers[rep[i]].port);
+		for (int pass = 0; pass < 2 && pick < 0; pass++)
+			for (size_t i = 0; i < k && pick < 0; i++)
+				if (up[rep[i]] &&
+				    (strcmp(peers[rep[i]].dc, peers[0].dc) ==
+				     0) == (pass == 0))
+					pick = rep[i];
+		if (err != 0)
+			snprintf(detail, sizeof(detail),
+				 "%s: %" PRId64 "; no replicas: %s", ch, t,
+				 errstr);
+		else
+			snprintf(detail, sizeof(detail),
+				 "%s: %" PRId64 "; replicas %s; written via "
+				 "%s%s%.0d",
+				 ch, t, reps,
+				 pick >= 0 ? peers[pick].addr
+					   : "the next live node (no replica "
+					     "answers)",
+				 pick >= 0 ? ":" : "",
+				 pick >= 0 ? peers[pick].port : 0);
+		report("token", err == 0 ? "ok" : "failed", detail);
+	}
+	cb_cql_ring_free(&ring);
+}
+
 static void check_nodes(const struct cb_config *cfg, struct cb_cql_session *s)
 {
 	struct cb_cql_peer *peers = NULL;
 	size_t n = 0;
 	char errstr[512], detail[1024];
+	bool up[64] = {0};
 
 	if (cb_cql_read_ring(s, (int)cfg->cassandra_port, &peers, &n, errstr,
 			     sizeof(errstr)) != 0) {
@@ -160,8 +237,12 @@ static void check_nodes(const struct cb_config *cfg, struct cb_cql_session *s)
 			 err == 0 ? "" : errstr,
 			 i == 0 ? " (the contact point)" : "");
 		report("node", err == 0 ? "up" : "down", detail);
+		if (i < sizeof(up) / sizeof(up[0]))
+			up[i] = err == 0;
 		cb_cql_session_close(ns);
 	}
+	if (cfg->nargs > 0)
+		check_tokens(cfg, s, peers, n, up);
 	cb_cql_peers_free(peers, n);
 }
 
@@ -601,11 +682,6 @@ int cb_cmd_check(const struct cb_config *cfg)
 {
 	bool ok = true;
 
-	if (cfg->nargs > 0) {
-		fprintf(stderr, "chatbattle check: unexpected argument \"%s\"\n",
-			cfg->args[0]);
-		return CB_EXIT_USAGE;
-	}
 	ok &= check_kafka(cfg);
 	ok &= check_cassandra(cfg);
 	if (cfg->check_twitch)

@@ -671,6 +671,24 @@ int cb_cql_session_open_node(const struct cb_config *cfg, const char *host,
 	return cb_cql_session_open(&one, NULL, out, errstr, errstr_size);
 }
 
+int cb_cql_read_replication(struct cb_cql_session *s, const char *keyspace,
+			    struct cb_cql_repl *r, char *errstr,
+			    size_t errstr_size)
+{
+	char q[200];
+	int err;
+
+	/* keyspace is a validated identifier (config type IDENT) */
+	snprintf(q, sizeof(q),
+		 "SELECT replication FROM system_schema.keyspaces WHERE "
+		 "keyspace_name = '%s'",
+		 keyspace);
+	err = cb_cql_exec(s, q, errstr, errstr_size);
+	if (err != 0)
+		return err;
+	return cb_cql_repl_from_rows(&s->res, r, errstr, errstr_size);
+}
+
 int cb_cql_read_ring(struct cb_cql_session *s, int default_port,
 		     struct cb_cql_peer **peers, size_t *n, char *errstr,
 		     size_t errstr_size)

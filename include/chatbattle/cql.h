@@ -58,6 +58,14 @@ int cb_cql_read_ring(struct cb_cql_session *s, int default_port,
 		     struct cb_cql_peer **peers, size_t *n, char *errstr,
 		     size_t errstr_size);
 
+struct cb_cql_repl;
+
+/* The replication of keyspace (system_schema.keyspaces) into r.  Returns
+ * 0, CB_E_NOTFOUND (no such keyspace) or a negative cb_err. */
+int cb_cql_read_replication(struct cb_cql_session *s, const char *keyspace,
+			    struct cb_cql_repl *r, char *errstr,
+			    size_t errstr_size);
+
 /* Runs one statement without bound values (DDL, USE, INSERT...) at the
  * configured consistency.  Returns 0 or a negative cb_err. */
 int cb_cql_exec(struct cb_cql_session *s, const char *cql, char *errstr,
