@@ -624,6 +624,9 @@ static void ctl_next(struct conn *c)
 	if (c->state != C_READY) {
 		set_state(c, C_READY, S(C_STARTUP) | S(C_AUTH) | S(C_PREPARE));
 		c->node->backoff_ms = 0;
+		/* it answers: up, even if the UP event went to a control
+		 * connection that died meanwhile */
+		c->node->up = true;
 		cb_info(SUBSYS, "connected to %s:%d", c->host->name,
 			c->host->port);
 		if (w->ctl_conn == NULL) {
