@@ -3,15 +3,20 @@
  * effective settings and prints one line per dependency,
  *
  *     kafka      ok      127.0.0.1:9092: 1 broker; topics ... present
- *     cassandra  failed  127.0.0.1:9042: connect: Connection refused
+ *     cassandra  ok      127.0.0.1:9042: Cassandra 5.0.9; keyspace ...
+ *     node       up      127.0.0.1:9042 dc1/rack1, 16 tokens; connected ...
+ *     node       down    127.0.0.2:9042 dc1/rack2, 16 tokens; connect: ...
  *     twitch     skipped check_twitch is off
  *
  * Kafka: cluster metadata, and the topics chatbattle uses exist.
  * Cassandra: a session (TLS and authentication as configured), the
- * keyspace and its raw_chat_messages table exist.  Twitch: TCP, TLS with
+ * keyspace and its raw_chat_messages table exist, then one line per node
+ * of the ring (check_nodes).  Twitch: TCP, TLS with
  * certificate and host name verified (unless irc_tls is off), and a login
  * (with the configured credentials, else anonymous) answered by 001;
  * --no-check-twitch skips it on a machine without Internet access.
+ * `check CHANNEL...` adds, per channel id, its Murmur3 token, the
+ * replicas of that token and the node the writer sends its rows to.
  * Exit status 1 when any dependency failed, else 0.
  *
  * Runs in the main thread, one dependency after the other, each bounded by
@@ -19,6 +24,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -36,9 +42,11 @@
 #include "chatbattle/commands.h"
 #include "chatbattle/config.h"
 #include "chatbattle/cql.h"
+#include "chatbattle/cql_ring.h"
 #include "chatbattle/err.h"
 #include "chatbattle/irc_msg.h"
 #include "chatbattle/kafka.h"
+#include "chatbattle/murmur3.h"
 #include "chatbattle/tls.h"
 
 /* Kafka metadata and the whole Twitch probe (connect, TLS, login). */
@@ -121,6 +129,122 @@ out:
 
 /* ---- Cassandra ---- */
 
+/*
+ * One line per node of the ring the contact point reports (system.local,
+ * system.peers_v2): address, data centre and rack, token count, and
+ * whether it answers CQL now (a session of its own: `check` has no event
+ * stream, so "up" means "answers", "down" gives the reason).  A node down
+ * does not fail the check: the cluster may still take writes at the
+ * configured consistency; the writer's view is in /metrics
+ * (chatbattle_cql_nodes_up, chatbattle_cql_connections).
+ */
+/*
+ * `check CHANNEL...`: for each channel id, its Murmur3 token, the replicas
+ * of that token under the keyspace's replication (cql_ring.c, as the
+ * writer computes them), and the node the writer sends its rows to: the
+ * first replica in ring order that answers, in the contact point's data
+ * centre first (cql.c route(), when no replica is busy).
+ */
+static void check_tokens(const struct cb_config *cfg,
+			 struct cb_cql_session *s,
+			 const struct cb_cql_peer *peers, size_t n,
+			 const bool *up)
+{
+	struct cb_cql_ring_node rn[64];
+	struct cb_cql_ring ring = {0};
+	struct cb_cql_repl repl;
+	char errstr[512], detail[1024], reps[600];
+	int err;
+
+	if (n > sizeof(rn) / sizeof(rn[0]))
+		n = sizeof(rn) / sizeof(rn[0]);
+	err = cb_cql_read_replication(s, cfg->cassandra_keyspace, &repl,
+				      errstr, sizeof(errstr));
+	for (size_t i = 0; err == 0 && i < n; i++) {
+		rn[i].dc = peers[i].dc;
+		rn[i].rack = peers[i].rack;
+		rn[i].tokens = peers[i].tokens;
+		rn[i].ntokens = peers[i].ntokens;
+	}
+	if (err == 0)
+		err = cb_cql_ring_build(&ring, rn, n, &repl, errstr,
+					sizeof(errstr));
+	for (int a = 0; a < cfg->nargs; a++) {
+		const char *ch = cfg->args[a];
+		int64_t t = cb_murmur3_token(ch, strlen(ch));
+		const uint16_t *rep = NULL;
+		size_t k = err == 0 ? cb_cql_ring_replicas(&ring, t, &rep) : 0;
+		int pick = -1;
+		size_t o = 0;
+
+		reps[0] = '\0';
+		for (size_t i = 0; i < k; i++)
+			o += (size_t)snprintf(reps + o, o < sizeof(reps)
+							 ? sizeof(reps) - o
+							 : 0,
+					      "%s%s:%d", i ? "," : "",
+					      peers[rep[i]].addr,
+					      peers[rep[i]].port);
+		for (int pass = 0; pass < 2 && pick < 0; pass++)
+			for (size_t i = 0; i < k && pick < 0; i++)
+				if (up[rep[i]] &&
+				    (strcmp(peers[rep[i]].dc, peers[0].dc) ==
+				     0) == (pass == 0))
+					pick = rep[i];
+		if (err != 0)
+			snprintf(detail, sizeof(detail),
+				 "%s: %" PRId64 "; no replicas: %s", ch, t,
+				 errstr);
+		else
+			snprintf(detail, sizeof(detail),
+				 "%s: %" PRId64 "; replicas %s; written via "
+				 "%s%s%.0d",
+				 ch, t, reps,
+				 pick >= 0 ? peers[pick].addr
+					   : "the next live node (no replica "
+					     "answers)",
+				 pick >= 0 ? ":" : "",
+				 pick >= 0 ? peers[pick].port : 0);
+		report("token", err == 0 ? "ok" : "failed", detail);
+	}
+	cb_cql_ring_free(&ring);
+}
+
+static void check_nodes(const struct cb_config *cfg, struct cb_cql_session *s)
+{
+	struct cb_cql_peer *peers = NULL;
+	size_t n = 0;
+	char errstr[512], detail[1024];
+	bool up[64] = {0};
+
+	if (cb_cql_read_ring(s, (int)cfg->cassandra_port, &peers, &n, errstr,
+			     sizeof(errstr)) != 0) {
+		report("node", "unknown", errstr);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct cb_cql_session *ns = NULL;
+		int err = cb_cql_session_open_node(cfg, peers[i].addr,
+						   peers[i].port, &ns, errstr,
+						   sizeof(errstr));
+
+		snprintf(detail, sizeof(detail),
+			 "%s:%d %s/%s, %zu token%s%s%s%s", peers[i].addr,
+			 peers[i].port, peers[i].dc, peers[i].rack,
+			 peers[i].ntokens, peers[i].ntokens == 1 ? "" : "s",
+			 err == 0 ? "; connected" : "; ",
+			 err == 0 ? "" : errstr,
+			 i == 0 ? " (the contact point)" : "");
+		report("node", err == 0 ? "up" : "down", detail);
+		if (i < sizeof(up) / sizeof(up[0]))
+			up[i] = err == 0;
+		cb_cql_session_close(ns);
+	}
+	if (cfg->nargs > 0)
+		check_tokens(cfg, s, peers, n, up);
+	cb_cql_peers_free(peers, n);
+}
+
 static bool check_cassandra(const struct cb_config *cfg)
 {
 	struct cb_cql_session *s = NULL;
@@ -185,6 +309,8 @@ static bool check_cassandra(const struct cb_config *cfg)
 	ok = true;
 out:
 	report("cassandra", ok ? "ok" : "failed", detail);
+	if (s != NULL)
+		check_nodes(cfg, s);
 	cb_cql_session_close(s);
 	return ok;
 }
@@ -517,11 +643,6 @@ int cb_cmd_check(const struct cb_config *cfg)
 {
 	bool ok = true;
 
-	if (cfg->nargs > 0) {
-		fprintf(stderr, "chatbattle check: unexpected argument \"%s\"\n",
-			cfg->args[0]);
-		return CB_EXIT_USAGE;
-	}
 	ok &= check_kafka(cfg);
 	ok &= check_cassandra(cfg);
 	if (cfg->check_twitch)

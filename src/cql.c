@@ -27,6 +27,8 @@
  * primary key includes the message id), so a replay after a crash, or a
  * retry of a request whose answer was lost, rewrites the same row.
  */
+#include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -50,9 +52,11 @@
 #include "chatbattle/config.h"
 #include "chatbattle/cql.h"
 #include "chatbattle/cql_frame.h"
+#include "chatbattle/cql_ring.h"
 #include "chatbattle/err.h"
 #include "chatbattle/log.h"
 #include "chatbattle/metrics.h"
+#include "chatbattle/murmur3.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
 #include "chatbattle/tls.h"
@@ -79,6 +83,8 @@
  * when Cassandra is the bottleneck, more in flight only makes its queue
  * longer. */
 #define INFLIGHT_BYTES_MAX (4u << 20)
+#define NODES_MAX 64            /* nodes of the ring we connect to */
+#define MURMUR3 "org.apache.cassandra.dht.Murmur3Partitioner"
 
 enum conn_state {
 	C_DOWN,
@@ -89,6 +95,9 @@ enum conn_state {
 	C_READY,
 };
 
+/* The states a transition may come from, for the asserts of set_state. */
+#define S(x) (1u << (x))
+
 enum ctl_op {
 	CTL_NONE,
 	CTL_STARTUP,
@@ -96,6 +105,10 @@ enum ctl_op {
 	CTL_PREPARE,
 	CTL_REGISTER,
 	CTL_OPTIONS,
+	CTL_LOCAL,      /* SELECT * FROM system.local */
+	CTL_PEERS_V2,   /* SELECT * FROM system.peers_v2 */
+	CTL_PEERS,      /* system.peers, when peers_v2 is absent */
+	CTL_KEYSPACE,   /* the replication of our keyspace */
 };
 
 struct cql;
@@ -118,11 +131,15 @@ struct req {
 	int64_t retry_at_ms;
 	struct conn *conn;
 	int16_t stream;
+	int64_t token;          /* Murmur3 token of the channel (partition key) */
 };
+
+struct node;
 
 struct conn {
 	struct cql *w;
-	const struct cb_cql_host *host;
+	struct node *node;
+	const struct cb_cql_host *host; /* &node->host */
 	struct bufferevent *bev;
 	enum conn_state state;
 	enum ctl_op ctl;
@@ -134,12 +151,32 @@ struct conn {
 	int16_t *free_ids;
 	int nfree;
 	int ninflight;
-	int backoff_ms;
-	int64_t reconnect_at_ms;
 	int64_t connect_ms;     /* when the current connect began */
 	int64_t last_read_ms;
 	bool lz4;
+	bool need_ring;         /* control connection: read the ring */
 	char why[256];          /* last failure, for logs */
+};
+
+/*
+ * A node: a contact point of cassandra_hosts until the ring is known,
+ * then every node system.local and system.peers_v2 list.  Its pool is
+ * cassandra_connections connections, with one reconnect backoff.
+ */
+struct node {
+	bool used;
+	bool contact;           /* from cassandra_hosts */
+	bool in_ring;           /* listed by the ring queries */
+	bool up;                /* the last STATUS_CHANGE (UP until told) */
+	struct cb_cql_host host; /* where we connect */
+	char addr[64];          /* its address in the ring, "" unknown yet */
+	char dc[64], rack[64];
+	uint8_t host_id[16];
+	int64_t *tokens;
+	size_t ntokens;
+	struct conn *conns;     /* [cassandra_connections] */
+	int backoff_ms;
+	int64_t reconnect_at_ms;
 };
 
 /* A Kafka partition's rows in arrival (= offset) order. */
@@ -167,9 +204,20 @@ struct cql {
 
 	struct cb_cql_host *hosts;
 	size_t nhosts;
-	struct conn *conns;
-	size_t nconns;
-	size_t rr;              /* round-robin cursor */
+	struct node nodes[NODES_MAX];
+	int conns_per_node;
+	size_t rr;              /* round-robin cursor over nodes */
+	struct conn *ctl_conn;  /* the one REGISTERed for events */
+
+	/* the ring, when known and the partitioner is Murmur3 */
+	bool token_aware;
+	bool ring_logged;
+	char local_dc[64];
+	struct cb_cql_repl repl;
+	struct cb_cql_ring ring;   /* node indexes = indexes of nodes[] */
+	struct cb_cql_peer *peers; /* the ring read in progress */
+	size_t npeers;
+	char partitioner[128];
 	int inflight;           /* per connection */
 	int batch_rows;
 	uint16_t consistency;
@@ -259,18 +307,18 @@ static void queue_push(struct cql *w, struct req *r, bool front)
 	w->nqueued++;
 }
 
-static struct req *queue_pop(struct cql *w)
+/* Takes r out of the queue; prev is the request before it (NULL: r is
+ * the head). */
+static void queue_unlink(struct cql *w, struct req *prev, struct req *r)
 {
-	struct req *r = w->queue_head;
-
-	if (r == NULL)
-		return NULL;
-	w->queue_head = r->next;
-	if (w->queue_head == NULL)
-		w->queue_tail = NULL;
+	if (prev == NULL)
+		w->queue_head = r->next;
+	else
+		prev->next = r->next;
+	if (w->queue_tail == r)
+		w->queue_tail = prev;
 	r->next = NULL;
 	w->nqueued--;
-	return r;
 }
 
 /* Exponential backoff with +-25% jitter. */
@@ -496,14 +544,36 @@ static int encode_req(struct cql *w, const struct req *r, int16_t stream,
 
 /* ---- connections ---- */
 
+/* Moves c to state `to`, asserting it comes from one of `from` (S(x)|...). */
+static void set_state(struct conn *c, enum conn_state to, unsigned from)
+{
+	assert((from & S(c->state)) != 0);
+	(void)from;
+	c->state = to;
+}
+
+/* One past the highest node slot in use: the bound of the node loops. */
+static size_t nodes_hwm(const struct cql *w)
+{
+	size_t n = NODES_MAX;
+
+	while (n > 0 && !w->nodes[n - 1].used)
+		n--;
+	return n;
+}
+
 static void update_health(struct cql *w)
 {
-	size_t ready = 0;
+	size_t ready = 0, up = 0, hwm = nodes_hwm(w);
 
-	for (size_t i = 0; i < w->nconns; i++)
-		if (w->conns[i].state == C_READY)
-			ready++;
+	for (size_t i = 0; i < hwm; i++) {
+		up += w->nodes[i].used && w->nodes[i].up;
+		for (int k = 0; w->nodes[i].used && k < w->conns_per_node; k++)
+			if (w->nodes[i].conns[k].state == C_READY)
+				ready++;
+	}
 	cb_metric_set(CB_M_cql_connections, (int64_t)ready);
+	cb_metric_set(CB_M_cql_nodes_up, (int64_t)up);
 	cb_health_set(CB_DEP_CASSANDRA, ready > 0 && !w->fatal_error
 						? CB_DEP_UP
 						: CB_DEP_DOWN);
@@ -525,8 +595,21 @@ static void send_prepare(struct conn *c)
 	cb_cql_wbuf_reset(&c->w->out);
 	cb_cql_enc_prepare(&c->w->out, CTL_STREAM, c->w->insert_cql);
 	c->need_prepare = false;
-	c->state = c->state == C_READY ? C_PREPARE : c->state;
+	if (c->state == C_READY)
+		set_state(c, C_PREPARE, S(C_READY));
 	ctl_send(c, CTL_PREPARE);
+}
+
+/* A QUERY of the system tables on stream 0 (they are node-local: ONE). */
+static void send_query(struct conn *c, enum ctl_op op, const char *cql)
+{
+	struct cb_cql_params p = {0};
+
+	p.consistency = CB_CQL_ONE;
+	p.timestamp_us = INT64_MIN;
+	cb_cql_wbuf_reset(&c->w->out);
+	cb_cql_enc_query(&c->w->out, CTL_STREAM, cql, &p);
+	ctl_send(c, op);
 }
 
 /* The next control step, once stream 0 is free. */
@@ -539,24 +622,64 @@ static void ctl_next(struct conn *c)
 		send_prepare(c);
 		return;
 	}
+	if (c->state != C_READY) {
+		set_state(c, C_READY, S(C_STARTUP) | S(C_AUTH) | S(C_PREPARE));
+		c->node->backoff_ms = 0;
+		/* it answers: up, even if the UP event went to a control
+		 * connection that died meanwhile */
+		c->node->up = true;
+		cb_info(SUBSYS, "connected to %s:%d", c->host->name,
+			c->host->port);
+		if (w->ctl_conn == NULL) {
+			/* the control connection: events and the ring */
+			w->ctl_conn = c;
+			c->need_register = true;
+			c->need_ring = true;
+		}
+		update_health(w);
+	}
 	if (c->need_register) {
-		static const char *const events[] = {"STATUS_CHANGE",
-						     "SCHEMA_CHANGE"};
+		static const char *const events[] = {
+			"STATUS_CHANGE", "TOPOLOGY_CHANGE", "SCHEMA_CHANGE"};
 
 		c->need_register = false;
 		cb_cql_wbuf_reset(&w->out);
-		cb_cql_enc_register(&w->out, CTL_STREAM, events, 2);
+		cb_cql_enc_register(&w->out, CTL_STREAM, events, 3);
 		ctl_send(c, CTL_REGISTER);
 		return;
 	}
-	if (c->state != C_READY) {
-		c->state = C_READY;
-		c->backoff_ms = 0;
-		cb_info(SUBSYS, "connected to %s:%d", c->host->name,
-			c->host->port);
-		update_health(w);
+	if (c->need_ring) {
+		c->need_ring = false;
+		cb_cql_peers_free(w->peers, w->npeers);
+		w->peers = NULL;
+		w->npeers = 0;
+		send_query(c, CTL_LOCAL, "SELECT * FROM system.local");
+		return;
 	}
 	pump(w);
+}
+
+/* After the control connection went: the next ready one takes over. */
+static void elect_ctl(struct cql *w)
+{
+	size_t hwm = nodes_hwm(w);
+
+	if (w->ctl_conn != NULL || atomic_load(&w->stopping))
+		return;
+	for (size_t i = 0; i < hwm; i++)
+		for (int k = 0; w->nodes[i].used && k < w->conns_per_node; k++) {
+			struct conn *c = &w->nodes[i].conns[k];
+
+			if (c->state != C_READY)
+				continue;
+			w->ctl_conn = c;
+			c->need_register = true;
+			c->need_ring = true;
+			if (c->ctl == CTL_NONE)
+				ctl_next(c);
+			return;
+		}
+	/* none ready: the first connection to become ready takes it */
 }
 
 static void conn_close(struct conn *c)
@@ -582,11 +705,17 @@ static void conn_close(struct conn *c)
 	c->ninflight = 0;
 	c->ctl = CTL_NONE;
 	c->need_prepare = false;
+	c->need_register = false;
+	c->need_ring = false;
+	if (w->ctl_conn == c)
+		w->ctl_conn = NULL;
 }
 
 static void conn_fail(struct conn *c, const char *fmt, ...)
 {
 	struct cql *w = c->w;
+	struct node *n = c->node;
+	int64_t now = cb_mono_ms();
 	va_list ap;
 	bool was_ready = c->state == C_READY || c->state == C_PREPARE;
 
@@ -594,14 +723,18 @@ static void conn_fail(struct conn *c, const char *fmt, ...)
 	vsnprintf(c->why, sizeof(c->why), fmt, ap);
 	va_end(ap);
 	conn_close(c);
-	c->state = C_DOWN;
-	c->backoff_ms = c->backoff_ms == 0
-				? RECONNECT_MIN_MS
-				: (c->backoff_ms * 2 > RECONNECT_MAX_MS
-					   ? RECONNECT_MAX_MS
-					   : c->backoff_ms * 2);
-	c->reconnect_at_ms = cb_mono_ms() + backoff(w, c->backoff_ms,
-						    RECONNECT_MAX_MS, 1);
+	set_state(c, C_DOWN, S(C_CONNECTING) | S(C_STARTUP) | S(C_AUTH) |
+				     S(C_PREPARE) | S(C_READY));
+	/* one backoff per node: its connections fail together */
+	if (n->reconnect_at_ms <= now) {
+		n->backoff_ms = n->backoff_ms == 0
+					? RECONNECT_MIN_MS
+					: (n->backoff_ms * 2 > RECONNECT_MAX_MS
+						   ? RECONNECT_MAX_MS
+						   : n->backoff_ms * 2);
+		n->reconnect_at_ms = now + backoff(w, n->backoff_ms,
+						   RECONNECT_MAX_MS, 1);
+	}
 	if (was_ready)
 		cb_warn(SUBSYS, "connection to %s:%d lost: %s", c->host->name,
 			c->host->port, c->why);
@@ -609,6 +742,7 @@ static void conn_fail(struct conn *c, const char *fmt, ...)
 		cb_debug(SUBSYS, "connection to %s:%d failed: %s",
 			 c->host->name, c->host->port, c->why);
 	update_health(w);
+	elect_ctl(w);
 	pump(w);
 }
 
@@ -619,8 +753,263 @@ static void conn_auth_fail(struct conn *c, const char *why)
 		 why);
 	conn_fail(c, "%s", why);
 	/* the same settings will fail again: wait the longest backoff */
-	c->backoff_ms = RECONNECT_MAX_MS;
-	c->reconnect_at_ms = cb_mono_ms() + RECONNECT_MAX_MS;
+	c->node->backoff_ms = RECONNECT_MAX_MS;
+	c->node->reconnect_at_ms = cb_mono_ms() + RECONNECT_MAX_MS;
+}
+
+/* ---- the nodes and the ring ---- */
+
+static int conn_init(struct cql *w, struct node *n, struct conn *c)
+{
+	c->w = w;
+	c->node = n;
+	c->host = &n->host;
+	c->state = C_DOWN;
+	c->slots = calloc((size_t)w->inflight + 1, sizeof(*c->slots));
+	c->orphan = calloc((size_t)w->inflight + 1, sizeof(*c->orphan));
+	c->free_ids = calloc((size_t)w->inflight, sizeof(*c->free_ids));
+	if (c->slots == NULL || c->orphan == NULL || c->free_ids == NULL)
+		return CB_E_NOMEM;
+	for (int s = w->inflight; s >= 1; s--)
+		c->free_ids[c->nfree++] = (int16_t)s;
+	return 0;
+}
+
+static void node_release(struct cql *w, struct node *n)
+{
+	for (int k = 0; n->conns != NULL && k < w->conns_per_node; k++) {
+		struct conn *c = &n->conns[k];
+
+		if (c->slots != NULL)
+			conn_close(c); /* its requests go back to the queue */
+		free(c->slots);
+		free(c->orphan);
+		free(c->free_ids);
+	}
+	free(n->conns);
+	free(n->tokens);
+	memset(n, 0, sizeof(*n));
+}
+
+static struct node *node_add(struct cql *w, const char *name, int port)
+{
+	struct node *n = NULL;
+
+	for (size_t i = 0; i < NODES_MAX && n == NULL; i++)
+		if (!w->nodes[i].used)
+			n = &w->nodes[i];
+	if (n == NULL)
+		return NULL;
+	memset(n, 0, sizeof(*n));
+	n->used = true;
+	n->up = true;
+	snprintf(n->host.name, sizeof(n->host.name), "%s", name);
+	n->host.port = port;
+	n->conns = calloc((size_t)w->conns_per_node, sizeof(*n->conns));
+	for (int k = 0; n->conns != NULL && k < w->conns_per_node; k++)
+		if (conn_init(w, n, &n->conns[k]) != 0) {
+			node_release(w, n);
+			return NULL;
+		}
+	if (n->conns == NULL) {
+		node_release(w, n);
+		return NULL;
+	}
+	return n;
+}
+
+/* The node at addr:port (its ring address, or a contact point given as
+ * that numeric address), or NULL. */
+static struct node *node_find(struct cql *w, const char *addr, int port)
+{
+	size_t hwm = nodes_hwm(w);
+
+	for (size_t i = 0; i < hwm; i++) {
+		struct node *n = &w->nodes[i];
+
+		if (!n->used || n->host.port != port)
+			continue;
+		if (strcmp(n->addr, addr) == 0 ||
+		    (n->addr[0] == '\0' && strcmp(n->host.name, addr) == 0))
+			return n;
+	}
+	return NULL;
+}
+
+static void ring_build(struct cql *w)
+{
+	struct cb_cql_ring_node rn[NODES_MAX];
+	size_t hwm = nodes_hwm(w), ntok = 0, nnodes = 0;
+	char errstr[160];
+
+	for (size_t i = 0; i < hwm; i++) {
+		const struct node *n = &w->nodes[i];
+
+		rn[i].dc = n->dc;
+		rn[i].rack = n->rack;
+		rn[i].tokens = n->used ? n->tokens : NULL;
+		rn[i].ntokens = n->used ? n->ntokens : 0;
+		ntok += rn[i].ntokens;
+		nnodes += n->used;
+	}
+	w->token_aware = false;
+	cb_metric_set(CB_M_cql_token_aware, 0);
+	cb_metric_set(CB_M_cql_ring_nodes, (int64_t)nnodes);
+	cb_metric_add(CB_M_cql_ring_refreshes_total, 1);
+	if (strcmp(w->partitioner, MURMUR3) != 0) {
+		cb_warn(SUBSYS, "the cluster's partitioner is %s, not "
+			"Murmur3Partitioner: no token-aware routing, writes go "
+			"round robin",
+			w->partitioner[0] ? w->partitioner : "unknown");
+		cb_cql_ring_free(&w->ring);
+		return;
+	}
+	if (cb_cql_ring_build(&w->ring, rn, hwm, &w->repl, errstr,
+			      sizeof(errstr)) != 0) {
+		cb_warn(SUBSYS, "cannot build the token ring (%s): writes go "
+			"round robin", errstr);
+		return;
+	}
+	w->token_aware = true;
+	cb_metric_set(CB_M_cql_token_aware, 1);
+	cb_info(SUBSYS, "ring: %zu node(s), %zu token(s), local data centre "
+		"%s, keyspace %s replication %s: token-aware routing",
+		nnodes, ntok, w->local_dc, w->cfg->cassandra_keyspace,
+		w->repl.strategy == CB_CQL_STRATEGY_SIMPLE ? "SimpleStrategy"
+		: w->repl.strategy == CB_CQL_STRATEGY_NTS
+			? "NetworkTopologyStrategy"
+			: "on every node");
+}
+
+/* The ring read on the control connection c is complete: adopt it.  The
+ * first row (system.local) is c's own node. */
+static void ring_apply(struct cql *w, struct conn *c)
+{
+	bool seen[NODES_MAX] = {0};
+	size_t hwm;
+
+	if (w->npeers == 0)
+		return;
+	snprintf(w->partitioner, sizeof(w->partitioner), "%s",
+		 w->peers[0].partitioner);
+	if (w->local_dc[0] == '\0')
+		snprintf(w->local_dc, sizeof(w->local_dc), "%s",
+			 w->peers[0].dc);
+	for (size_t i = 0; i < w->npeers; i++) {
+		struct cb_cql_peer *p = &w->peers[i];
+		struct node *n = i == 0 ? c->node
+					: node_find(w, p->addr, p->port);
+
+		if (n == NULL) {
+			n = node_add(w, p->addr, p->port);
+			if (n == NULL) {
+				cb_warn(SUBSYS, "node %s:%d not used: more "
+					"than %d nodes, or out of memory",
+					p->addr, p->port, NODES_MAX);
+				continue;
+			}
+			cb_info(SUBSYS, "node %s:%d (%s/%s, %zu tokens) "
+				"joins the pool",
+				p->addr, p->port, p->dc, p->rack, p->ntokens);
+			for (int k = 0; k < w->conns_per_node; k++)
+				conn_connect(&n->conns[k]);
+		}
+		seen[n - w->nodes] = true;
+		n->in_ring = true;
+		snprintf(n->addr, sizeof(n->addr), "%s", p->addr);
+		snprintf(n->dc, sizeof(n->dc), "%s", p->dc);
+		snprintf(n->rack, sizeof(n->rack), "%s", p->rack);
+		memcpy(n->host_id, p->host_id, sizeof(n->host_id));
+		free(n->tokens);
+		n->tokens = p->tokens;
+		n->ntokens = p->ntokens;
+		p->tokens = NULL;
+	}
+	hwm = nodes_hwm(w);
+	for (size_t i = 0; i < hwm; i++) {
+		struct node *n = &w->nodes[i];
+
+		if (!n->used || seen[i])
+			continue;
+		/* left the ring, or a contact point known under another
+		 * name: its in-flight requests go to the others */
+		cb_info(SUBSYS, "%s %s:%d leaves the pool",
+			n->in_ring ? "node" : "contact point", n->host.name,
+			n->host.port);
+		node_release(w, n);
+	}
+	cb_cql_peers_free(w->peers, w->npeers);
+	w->peers = NULL;
+	w->npeers = 0;
+	ring_build(w);
+	update_health(w);
+}
+
+/* Handles the answer to a ring query; returns true when it was one. */
+static bool on_ring_response(struct conn *c, struct cb_cql_response *res)
+{
+	struct cql *w = c->w;
+	char why[1024], q[200];
+	int err = 0;
+
+	if (c->ctl != CTL_LOCAL && c->ctl != CTL_PEERS_V2 &&
+	    c->ctl != CTL_PEERS && c->ctl != CTL_KEYSPACE)
+		return false;
+	if (res->hdr.opcode == CB_CQL_OP_ERROR && c->ctl == CTL_PEERS_V2) {
+		/* before Cassandra 4.0: no peers_v2 */
+		send_query(c, CTL_PEERS, "SELECT * FROM system.peers");
+		return true;
+	}
+	if (res->hdr.opcode == CB_CQL_OP_ERROR) {
+		cb_cql_error_describe(&res->error, why, sizeof(why));
+		err = CB_E_CQL;
+	} else if (res->hdr.opcode != CB_CQL_OP_RESULT) {
+		snprintf(why, sizeof(why), "answered with %s",
+			 cb_cql_opcode_name(res->hdr.opcode));
+		err = CB_E_PROTO;
+	} else if (c->ctl == CTL_KEYSPACE) {
+		err = cb_cql_repl_from_rows(res, &w->repl, why, sizeof(why));
+		if (err == CB_E_NOTFOUND) {
+			/* init has not run yet: route by token owner */
+			cb_cql_repl_init(&w->repl);
+			w->repl.strategy = CB_CQL_STRATEGY_SIMPLE;
+			w->repl.rf = 1;
+			err = 0;
+		}
+	} else {
+		err = cb_cql_peers_from_rows(res, c->host->port, &w->peers,
+					     &w->npeers, why, sizeof(why));
+		if (err == 0 && c->ctl == CTL_LOCAL && w->npeers != 1) {
+			snprintf(why, sizeof(why), "system.local has %zu rows",
+				 w->npeers);
+			err = CB_E_PROTO;
+		}
+	}
+	if (err != 0) {
+		cb_warn(SUBSYS, "%s:%d: cannot read the ring (%s): writes go "
+			"to the nodes known so far",
+			c->host->name, c->host->port, why);
+		ctl_next(c);
+		return true;
+	}
+	switch (c->ctl) {
+	case CTL_LOCAL:
+		send_query(c, CTL_PEERS_V2, "SELECT * FROM system.peers_v2");
+		break;
+	case CTL_PEERS_V2:
+	case CTL_PEERS:
+		snprintf(q, sizeof(q),
+			 "SELECT replication FROM system_schema.keyspaces "
+			 "WHERE keyspace_name = '%s'",
+			 w->cfg->cassandra_keyspace);
+		send_query(c, CTL_KEYSPACE, q);
+		break;
+	default:
+		ring_apply(w, c);
+		ctl_next(c);
+		break;
+	}
+	return true;
 }
 
 static void on_ctl_response(struct conn *c, struct cb_cql_response *res)
@@ -629,6 +1018,8 @@ static void on_ctl_response(struct conn *c, struct cb_cql_response *res)
 	const struct cb_config *cfg = w->cfg;
 	char why[1024];
 
+	if (on_ring_response(c, res))
+		return;
 	if (res->hdr.opcode == CB_CQL_OP_ERROR) {
 		cb_cql_error_describe(&res->error, why, sizeof(why));
 		if (c->ctl == CTL_AUTH || c->ctl == CTL_STARTUP ||
@@ -661,7 +1052,7 @@ static void on_ctl_response(struct conn *c, struct cb_cql_response *res)
 			conn_auth_fail(c, why);
 			return;
 		}
-		c->state = C_AUTH;
+		set_state(c, C_AUTH, S(C_STARTUP));
 		cb_cql_wbuf_reset(&w->out);
 		cb_cql_enc_auth_plain(&w->out, CTL_STREAM,
 				      cfg->cassandra_username,
@@ -675,7 +1066,7 @@ static void on_ctl_response(struct conn *c, struct cb_cql_response *res)
 	case CTL_AUTH:
 		if (res->hdr.opcode != CB_CQL_OP_AUTH_SUCCESS)
 			break;
-		c->state = C_PREPARE;
+		set_state(c, C_PREPARE, S(C_AUTH));
 		c->need_prepare = true;
 		ctl_next(c);
 		return;
@@ -701,7 +1092,8 @@ static void on_ctl_response(struct conn *c, struct cb_cql_response *res)
 			w->prepared_len = (size_t)res->prepared_id.len;
 		}
 		if (c->state == C_PREPARE || c->state == C_STARTUP)
-			c->state = C_PREPARE; /* ctl_next makes it READY */
+			/* ctl_next makes it READY */
+			set_state(c, C_PREPARE, S(C_PREPARE) | S(C_STARTUP));
 		ctl_next(c);
 		return;
 	case CTL_REGISTER:
@@ -709,6 +1101,10 @@ static void on_ctl_response(struct conn *c, struct cb_cql_response *res)
 		ctl_next(c);
 		return;
 	case CTL_NONE:
+	case CTL_LOCAL:
+	case CTL_PEERS_V2:
+	case CTL_PEERS:
+	case CTL_KEYSPACE:
 		break;
 	}
 	conn_fail(c, "unexpected %s during %s",
@@ -786,7 +1182,7 @@ static void on_data_response(struct conn *c, int16_t stream,
 		else
 			c->need_prepare = true;
 		if (c->state == C_READY)
-			c->state = C_PREPARE;
+			set_state(c, C_PREPARE, S(C_READY));
 		return;
 	}
 	cb_cql_error_describe(&res->error, why, sizeof(why));
@@ -805,28 +1201,72 @@ static void on_data_response(struct conn *c, int16_t stream,
 	req_retry(w, r, false, true);
 }
 
+/* A topology change, or an unknown node coming up: read the ring again on
+ * the control connection (now, or when its current request is done). */
+static void ring_refresh(struct cql *w)
+{
+	struct conn *c = w->ctl_conn;
+
+	if (c == NULL)
+		return;
+	c->need_ring = true;
+	if (c->ctl == CTL_NONE && c->state == C_READY)
+		ctl_next(c);
+}
+
 static void on_event(struct conn *c, struct cb_cql_response *res)
 {
 	struct cql *w = c->w;
+	char addr[64] = "";
+	struct node *n = NULL;
+	bool topology = res->event_type.len == 15 &&
+			memcmp(res->event_type.p, "TOPOLOGY_CHANGE", 15) == 0;
+	bool status = res->event_type.len == 13 &&
+		      memcmp(res->event_type.p, "STATUS_CHANGE", 13) == 0;
 
-	cb_info(SUBSYS, "event from %s:%d: %.*s %.*s%.*s%.*s", c->host->name,
-		c->host->port, (int)res->event_type.len,
+	if ((topology || status) &&
+	    (res->event_addr_len == 4 || res->event_addr_len == 16) &&
+	    inet_ntop(res->event_addr_len == 4 ? AF_INET : AF_INET6,
+		      res->event_addr, addr, sizeof(addr)) != NULL)
+		n = node_find(w, addr, res->event_port);
+	cb_info(SUBSYS, "event from %s:%d: %.*s %.*s%s%s%.*s%.*s",
+		c->host->name, c->host->port, (int)res->event_type.len,
 		(const char *)res->event_type.p,
 		res->event_change.len > 0 ? (int)res->event_change.len : 0,
 		res->event_change.len > 0 ? (const char *)res->event_change.p
 					  : "",
+		addr[0] ? " " : "", addr,
 		res->schema.change.len > 0 ? (int)res->schema.change.len : 0,
 		res->schema.change.len > 0 ? (const char *)res->schema.change.p
 					   : "",
 		res->schema.name.len > 0 ? (int)res->schema.name.len : 0,
 		res->schema.name.len > 0 ? (const char *)res->schema.name.p
 					 : "");
-	/* a node came back: do not wait out the reconnect backoff */
-	if (res->event_change.len == 2 &&
-	    memcmp(res->event_change.p, "UP", 2) == 0)
-		for (size_t i = 0; i < w->nconns; i++)
-			if (w->conns[i].state == C_DOWN)
-				w->conns[i].reconnect_at_ms = 0;
+	if (topology) {
+		ring_refresh(w);
+		return;
+	}
+	if (!status)
+		return;
+	if (res->event_change.len == 4 &&
+	    memcmp(res->event_change.p, "DOWN", 4) == 0) {
+		/* routing skips it; its connections go when they break */
+		if (n != NULL)
+			n->up = false;
+		update_health(w);
+		return;
+	}
+	if (res->event_change.len != 2 ||
+	    memcmp(res->event_change.p, "UP", 2) != 0)
+		return;
+	if (n == NULL) { /* a node we do not know: the ring changed */
+		ring_refresh(w);
+		return;
+	}
+	/* it came back: do not wait out the reconnect backoff */
+	n->up = true;
+	n->reconnect_at_ms = 0;
+	update_health(w);
 }
 
 /* Handles one whole frame at p (header + body). */
@@ -935,7 +1375,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	if (what & BEV_EVENT_CONNECTED) {
-		c->state = C_STARTUP;
+		set_state(c, C_STARTUP, S(C_CONNECTING));
 		c->last_read_ms = cb_mono_ms();
 		cb_cql_wbuf_reset(&w->out);
 		cb_cql_enc_startup(&w->out, CTL_STREAM, c->lz4 ? "lz4" : NULL);
@@ -969,7 +1409,7 @@ static void conn_connect(struct conn *c)
 	char errstr[160];
 
 	conn_close(c);
-	c->state = C_CONNECTING;
+	set_state(c, C_CONNECTING, S(C_DOWN));
 	c->connect_ms = cb_mono_ms();
 	c->lz4 = w->lz4;
 	cb_metric_add(CB_M_cql_reconnects_total, 1);
@@ -1006,30 +1446,105 @@ static void conn_connect(struct conn *c)
 
 /* ---- sending ---- */
 
-static struct conn *pick_conn(struct cql *w)
+/* The ready connection of n with the most free stream ids, or NULL. */
+static struct conn *node_conn(struct cql *w, struct node *n)
 {
-	for (size_t i = 0; i < w->nconns; i++) {
-		struct conn *c = &w->conns[(w->rr + i) % w->nconns];
+	struct conn *best = NULL;
 
-		if (c->state == C_READY && c->nfree > 0) {
-			w->rr = (w->rr + i + 1) % w->nconns;
-			return c;
-		}
+	for (int k = 0; n->used && k < w->conns_per_node; k++) {
+		struct conn *c = &n->conns[k];
+
+		if (c->state == C_READY && c->nfree > 0 &&
+		    (best == NULL || c->nfree > best->nfree))
+			best = c;
 	}
+	return best;
+}
+
+/* Round robin over the nodes, those not reported DOWN first. */
+static struct conn *pick_any(struct cql *w, bool move)
+{
+	size_t hwm = nodes_hwm(w);
+
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < hwm; i++) {
+			size_t k = (w->rr + i) % hwm;
+			struct node *n = &w->nodes[k];
+			struct conn *c;
+
+			if (!n->used || (pass == 0 && !n->up))
+				continue;
+			c = node_conn(w, n);
+			if (c != NULL) {
+				if (move)
+					w->rr = k + 1;
+				return c;
+			}
+		}
 	return NULL;
+}
+
+static bool node_ready(const struct cql *w, const struct node *n)
+{
+	for (int k = 0; n->used && k < w->conns_per_node; k++)
+		if (n->conns[k].state == C_READY)
+			return true;
+	return false;
+}
+
+/*
+ * Token-aware routing: a replica of r's partition, live (not reported
+ * DOWN) and in the local data centre first, then a live replica
+ * elsewhere, then the next live node round robin.  Replicas are tried in
+ * ring order, so a partition's writes go to one coordinator while it is
+ * healthy.  NULL: r waits, because a live replica is connected but all
+ * its stream ids are taken (sending to a non-replica would only add a
+ * hop inside the cluster).
+ */
+static struct conn *route(struct cql *w, const struct req *r)
+{
+	const uint16_t *rep;
+	bool busy = false;
+	size_t k;
+
+	if (!w->token_aware)
+		return pick_any(w, true);
+	k = cb_cql_ring_replicas(&w->ring, r->token, &rep);
+	for (int pass = 0; pass < 2 && !busy; pass++)
+		for (size_t i = 0; i < k; i++) {
+			struct node *n = &w->nodes[rep[i]];
+			struct conn *c;
+
+			if (!n->used || !n->up ||
+			    (strcmp(n->dc, w->local_dc) == 0) != (pass == 0))
+				continue;
+			c = node_conn(w, n);
+			if (c != NULL)
+				return c;
+			busy = busy || node_ready(w, n);
+		}
+	return busy ? NULL : pick_any(w, true);
 }
 
 /* Sends queued requests while a ready connection has a free stream. */
 static void pump(struct cql *w)
 {
-	struct req *r;
+	struct req *r, *prev = NULL;
 	struct conn *c;
 
-	while (w->queue_head != NULL && (c = pick_conn(w)) != NULL) {
+	/* requests waiting for a busy replica stay in place; the others
+	 * behind them go */
+	while ((r = prev == NULL ? w->queue_head : prev->next) != NULL &&
+	       pick_any(w, false) != NULL) {
 		int16_t stream;
 		int err;
 
-		r = queue_pop(w);
+		c = route(w, r);
+		if (c == NULL) {
+			prev = r;
+			continue;
+		}
+		queue_unlink(w, prev, r);
 		stream = c->free_ids[--c->nfree];
 		err = encode_req(w, r, stream, c->lz4);
 		if (err != 0) {
@@ -1045,6 +1560,8 @@ static void pump(struct cql *w)
 			c->free_ids[c->nfree++] = stream;
 			queue_push(w, r, true);
 			conn_fail(c, "cannot queue a request");
+			/* the queue changed under us: from the head again */
+			prev = NULL;
 			continue;
 		}
 		c->slots[stream] = r;
@@ -1098,6 +1615,8 @@ static bool req_add(struct cql *w, struct req *r, const struct cb_row_hdr *h,
 		buffers_add(w, (int64_t)(cap - r->cap));
 		r->cap = cap;
 	}
+	if (r->nrows == 0) /* the partition key: channel_id */
+		r->token = cb_murmur3_token(h + 1, h->channel_len);
 	memcpy(r->data + r->len, h, len);
 	if (need > len)
 		memset(r->data + r->len + len, 0, need - len);
@@ -1219,11 +1738,15 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 			pp = &r->next;
 		}
 	}
-	for (size_t i = 0; i < w->nconns; i++) {
-		struct conn *c = &w->conns[i];
+	for (size_t ci = 0; ci < NODES_MAX * (size_t)w->conns_per_node; ci++) {
+		struct node *n = &w->nodes[ci / (size_t)w->conns_per_node];
+		struct conn *c;
 
+		if (!n->used)
+			continue;
+		c = &n->conns[ci % (size_t)w->conns_per_node];
 		if (c->state == C_DOWN) {
-			if (now >= c->reconnect_at_ms)
+			if (now >= n->reconnect_at_ms)
 				conn_connect(c);
 			continue;
 		}
@@ -1286,8 +1809,9 @@ static void *cql_main(void *arg)
 {
 	struct cql *w = arg;
 
-	for (size_t i = 0; i < w->nconns; i++)
-		conn_connect(&w->conns[i]);
+	for (size_t i = 0; i < NODES_MAX; i++)
+		for (int k = 0; w->nodes[i].used && k < w->conns_per_node; k++)
+			conn_connect(&w->nodes[i].conns[k]);
 	event_active(w->ring_ev, EV_READ, 0);
 	event_base_dispatch(w->base);
 	return NULL;
@@ -1299,16 +1823,11 @@ static void cql_free(struct cql *w)
 {
 	if (w == NULL)
 		return;
-	for (size_t i = 0; i < w->nconns; i++) {
-		struct conn *c = &w->conns[i];
-
-		if (c->bev != NULL)
-			bufferevent_free(c->bev);
-		free(c->slots);
-		free(c->orphan);
-		free(c->free_ids);
-	}
-	free(w->conns);
+	for (size_t i = 0; i < NODES_MAX; i++)
+		if (w->nodes[i].used)
+			node_release(w, &w->nodes[i]);
+	cb_cql_ring_free(&w->ring);
+	cb_cql_peers_free(w->peers, w->npeers);
 	for (size_t i = 0; i < w->nreqs; i++) {
 		free(w->reqs[i].data);
 		free(w->reqs[i].refs);
@@ -1379,15 +1898,15 @@ int cb_cql_start(struct cb_app *app, char *errstr, size_t errstr_size)
 	}
 	w->res = malloc(sizeof(*w->res));
 	w->parts = calloc(PARTS_MAX, sizeof(*w->parts));
-	w->nconns = w->nhosts * (size_t)cfg->cassandra_connections;
-	w->conns = calloc(w->nconns, sizeof(*w->conns));
-	/* requests: enough to fill every stream, plus a queue as deep */
-	w->nreqs = w->nconns * (size_t)w->inflight;
+	w->conns_per_node = (int)cfg->cassandra_connections;
+	/* requests: enough to fill the streams of three nodes (the ring is
+	 * learnt later), plus a queue as deep; at most 4096 */
+	w->nreqs = (w->nhosts > 3 ? w->nhosts : 3) *
+		   (size_t)w->conns_per_node * (size_t)w->inflight;
 	if (w->nreqs > 4096)
 		w->nreqs = 4096;
 	w->reqs = calloc(w->nreqs, sizeof(*w->reqs));
-	if (w->res == NULL || w->parts == NULL || w->conns == NULL ||
-	    w->reqs == NULL) {
+	if (w->res == NULL || w->parts == NULL || w->reqs == NULL) {
 		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
 				"out of memory");
 		goto out;
@@ -1403,23 +1922,17 @@ int cb_cql_start(struct cb_app *app, char *errstr, size_t errstr_size)
 		w->reqs[i].next = w->free_reqs;
 		w->free_reqs = &w->reqs[i];
 	}
-	for (size_t i = 0; i < w->nconns; i++) {
-		struct conn *c = &w->conns[i];
+	/* the contact points; the ring replaces them once read */
+	for (size_t i = 0; i < w->nhosts && i < NODES_MAX; i++) {
+		struct node *n = node_add(w, w->hosts[i].name,
+					  w->hosts[i].port);
 
-		c->w = w;
-		c->host = &w->hosts[i % w->nhosts];
-		c->slots = calloc((size_t)w->inflight + 1, sizeof(*c->slots));
-		c->orphan = calloc((size_t)w->inflight + 1,
-				   sizeof(*c->orphan));
-		c->free_ids = calloc((size_t)w->inflight, sizeof(*c->free_ids));
-		if (c->slots == NULL || c->orphan == NULL ||
-		    c->free_ids == NULL) {
+		if (n == NULL) {
 			err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
 					"out of memory");
 			goto out;
 		}
-		/* events about the cluster come on the first connection */
-		c->need_register = i == 0;
+		n->contact = true;
 	}
 	w->base = event_base_new();
 	w->stop_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1456,10 +1969,11 @@ int cb_cql_start(struct cb_app *app, char *errstr, size_t errstr_size)
 		goto out;
 	}
 	w->thread_started = true;
-	cb_info(SUBSYS, "writing to %s.raw_chat_messages on %zu host(s), %zu "
-		"connection(s), %d in flight each, batches of up to %d rows, "
-		"consistency %s%s%s",
-		cfg->cassandra_keyspace, w->nhosts, w->nconns, w->inflight,
+	cb_info(SUBSYS, "writing to %s.raw_chat_messages from %zu contact "
+		"point(s), %d connection(s) per node, %d in flight each, "
+		"batches of up to %d rows, consistency %s%s%s",
+		cfg->cassandra_keyspace, w->nhosts, w->conns_per_node,
+		w->inflight,
 		w->batch_rows, cb_cql_consistency_name(w->consistency),
 		cfg->cassandra_tls ? ", TLS" : "", w->lz4 ? ", LZ4" : "");
 	return 0;

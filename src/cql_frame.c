@@ -698,13 +698,10 @@ static void get_event(struct cb_cql_rd *r, struct cb_cql_response *o)
 	o->event_port = cb_cql_get_int(r);
 }
 
-int cb_cql_response_parse(const struct cb_cql_header *h, const uint8_t *body,
-			  size_t len, struct cb_cql_response *o, char *errstr,
-			  size_t errstr_size)
+/* Clears what an earlier frame left in o. */
+static void response_reset(struct cb_cql_response *o,
+			   const struct cb_cql_header *h)
 {
-	struct cb_cql_rd r;
-	int err;
-
 	/* every span from an earlier frame goes (the metadata arrays are
 	 * only read up to meta.ncolumns, which is reset) */
 	static const struct cb_cql_bytes none = {NULL, 0};
@@ -730,132 +727,171 @@ int cb_cql_response_parse(const struct cb_cql_header *h, const uint8_t *body,
 	o->event_change = none;
 	o->event_addr_len = 0;
 	o->event_port = 0;
-	cb_cql_rd_init(&r, body, len);
-	cb_cql_rd_init(&o->rows, body, 0);
-	if (h->flags & CB_CQL_F_COMPRESSION)
-		return cb_seterr(errstr, errstr_size, CB_E_PROTO,
-				 "CQL frame still compressed");
-	if (h->flags & CB_CQL_F_TRACING) {
-		struct cb_cql_bytes id = cb_cql_get_raw(&r, 16);
+}
 
-		if (!r.failed) {
+/* The tracing id, warnings and custom payload that may precede a body,
+ * in the order the spec gives (section 2.2). */
+static void get_prefix(struct cb_cql_rd *r, uint8_t flags,
+		       struct cb_cql_response *o)
+{
+	if (flags & CB_CQL_F_TRACING) {
+		struct cb_cql_bytes id = cb_cql_get_raw(r, 16);
+
+		if (!r->failed) {
 			memcpy(o->tracing_id, id.p, 16);
 			o->has_tracing = true;
 		}
 	}
-	if (h->flags & CB_CQL_F_WARNING) {
-		uint16_t n = cb_cql_get_short(&r);
+	if (flags & CB_CQL_F_WARNING) {
+		uint16_t n = cb_cql_get_short(r);
 
 		o->nwarnings = n;
-		for (uint16_t i = 0; i < n && !r.failed; i++) {
-			struct cb_cql_bytes wn = cb_cql_get_string(&r);
+		for (uint16_t i = 0; i < n && !r->failed; i++) {
+			struct cb_cql_bytes wn = cb_cql_get_string(r);
 
 			if (i == 0)
 				o->warning = wn;
 		}
 	}
-	if (h->flags & CB_CQL_F_PAYLOAD) {
-		uint16_t n = cb_cql_get_short(&r);
+	if (flags & CB_CQL_F_PAYLOAD) {
+		uint16_t n = cb_cql_get_short(r);
 
-		for (uint16_t i = 0; i < n && !r.failed; i++) {
-			(void)cb_cql_get_string(&r);
-			(void)cb_cql_get_bytes(&r);
+		for (uint16_t i = 0; i < n && !r->failed; i++) {
+			(void)cb_cql_get_string(r);
+			(void)cb_cql_get_bytes(r);
 		}
 	}
+}
+
+/* The body of a RESULT: its kind, then what that kind carries. */
+static int get_result(struct cb_cql_rd *r, struct cb_cql_response *o,
+		      char *errstr, size_t errstr_size)
+{
+	int err;
+
+	o->result_kind = cb_cql_get_int(r);
+	switch (o->result_kind) {
+	case CB_CQL_RESULT_VOID:
+		break;
+	case CB_CQL_RESULT_ROWS:
+		err = get_metadata(r, &o->meta, false, errstr,
+				   errstr_size);
+		if (err != 0)
+			return err;
+		o->nrows = cb_cql_get_int(r);
+		/* each value takes at least its [int] length: a row
+		 * count the body cannot hold is a lie (and would spin
+		 * rows_next on zero-column rows) */
+		if (o->nrows < 0 ||
+		    (o->nrows > 0 &&
+		     (o->meta.ncolumns == 0 ||
+		      (uint64_t)o->nrows * 4 *
+				      (uint64_t)o->meta.ncolumns >
+			      r->len - r->off)))
+			r->failed = true;
+		if (!r->failed)
+			cb_cql_rd_init(&o->rows, r->p + r->off,
+				       r->len - r->off);
+		r->off = r->len; /* rows are read by rows_next */
+		break;
+	case CB_CQL_RESULT_SET_KEYSPACE:
+		o->keyspace = cb_cql_get_string(r);
+		break;
+	case CB_CQL_RESULT_PREPARED:
+		o->prepared_id = cb_cql_get_short_bytes(r);
+		err = get_metadata(r, &o->meta, true, errstr,
+				   errstr_size);
+		if (err != 0)
+			return err;
+		/* the result metadata follows; we bind, not read */
+		{
+			struct cb_cql_metadata *rm =
+				malloc(sizeof(*rm));
+
+			if (rm == NULL)
+				return cb_seterr(errstr, errstr_size,
+						 CB_E_NOMEM,
+						 "out of memory");
+			err = get_metadata(r, rm, false, errstr,
+					   errstr_size);
+			free(rm);
+			if (err != 0)
+				return err;
+		}
+		break;
+	case CB_CQL_RESULT_SCHEMA_CHANGE:
+		get_schema_change(r, &o->schema);
+		break;
+	default:
+		return cb_seterr(errstr, errstr_size, CB_E_PROTO,
+				 "CQL RESULT of unknown kind %" PRId32,
+				 o->result_kind);
+	}
+	return 0;
+}
+
+/* The body after the prefix, by opcode.  Returns 0 (r->failed tells a
+ * truncated field) or CB_E_PROTO for a body no server sends. */
+static int get_body(struct cb_cql_rd *r, const struct cb_cql_header *h,
+		    struct cb_cql_response *o, char *errstr,
+		    size_t errstr_size)
+{
 	switch (h->opcode) {
 	case CB_CQL_OP_ERROR:
-		get_error(&r, &o->error);
+		get_error(r, &o->error);
 		break;
 	case CB_CQL_OP_READY:
 		break;
 	case CB_CQL_OP_AUTHENTICATE:
-		o->authenticator = cb_cql_get_string(&r);
+		o->authenticator = cb_cql_get_string(r);
 		break;
 	case CB_CQL_OP_AUTH_CHALLENGE:
 	case CB_CQL_OP_AUTH_SUCCESS:
-		o->token = cb_cql_get_bytes(&r);
+		o->token = cb_cql_get_bytes(r);
 		break;
 	case CB_CQL_OP_SUPPORTED:
-		o->supported.p = r.p + r.off;
-		o->supported.len = (int32_t)(r.len - r.off);
+		o->supported.p = r->p + r->off;
+		o->supported.len = (int32_t)(r->len - r->off);
 		{
-			uint16_t n = cb_cql_get_short(&r);
+			uint16_t n = cb_cql_get_short(r);
 
-			for (uint16_t i = 0; i < n && !r.failed; i++) {
-				(void)cb_cql_get_string(&r);
-				skip_string_list(&r);
+			for (uint16_t i = 0; i < n && !r->failed; i++) {
+				(void)cb_cql_get_string(r);
+				skip_string_list(r);
 			}
 		}
 		break;
 	case CB_CQL_OP_EVENT:
-		get_event(&r, o);
+		get_event(r, o);
 		break;
 	case CB_CQL_OP_RESULT:
-		o->result_kind = cb_cql_get_int(&r);
-		switch (o->result_kind) {
-		case CB_CQL_RESULT_VOID:
-			break;
-		case CB_CQL_RESULT_ROWS:
-			err = get_metadata(&r, &o->meta, false, errstr,
-					   errstr_size);
-			if (err != 0)
-				return err;
-			o->nrows = cb_cql_get_int(&r);
-			/* each value takes at least its [int] length: a row
-			 * count the body cannot hold is a lie (and would spin
-			 * rows_next on zero-column rows) */
-			if (o->nrows < 0 ||
-			    (o->nrows > 0 &&
-			     (o->meta.ncolumns == 0 ||
-			      (uint64_t)o->nrows * 4 *
-					      (uint64_t)o->meta.ncolumns >
-				      r.len - r.off)))
-				r.failed = true;
-			if (!r.failed)
-				cb_cql_rd_init(&o->rows, r.p + r.off,
-					       r.len - r.off);
-			r.off = r.len; /* rows are read by rows_next */
-			break;
-		case CB_CQL_RESULT_SET_KEYSPACE:
-			o->keyspace = cb_cql_get_string(&r);
-			break;
-		case CB_CQL_RESULT_PREPARED:
-			o->prepared_id = cb_cql_get_short_bytes(&r);
-			err = get_metadata(&r, &o->meta, true, errstr,
-					   errstr_size);
-			if (err != 0)
-				return err;
-			/* the result metadata follows; we bind, not read */
-			{
-				struct cb_cql_metadata *rm =
-					malloc(sizeof(*rm));
-
-				if (rm == NULL)
-					return cb_seterr(errstr, errstr_size,
-							 CB_E_NOMEM,
-							 "out of memory");
-				err = get_metadata(&r, rm, false, errstr,
-						   errstr_size);
-				free(rm);
-				if (err != 0)
-					return err;
-			}
-			break;
-		case CB_CQL_RESULT_SCHEMA_CHANGE:
-			get_schema_change(&r, &o->schema);
-			break;
-		default:
-			return cb_seterr(errstr, errstr_size, CB_E_PROTO,
-					 "CQL RESULT of unknown kind %" PRId32,
-					 o->result_kind);
-		}
-		break;
+		return get_result(r, o, errstr, errstr_size);
 	default:
 		return cb_seterr(errstr, errstr_size, CB_E_PROTO,
 				 "CQL response with opcode 0x%02x (%s) is not "
 				 "one a server sends",
 				 h->opcode, cb_cql_opcode_name(h->opcode));
 	}
+	return 0;
+}
+
+int cb_cql_response_parse(const struct cb_cql_header *h, const uint8_t *body,
+			  size_t len, struct cb_cql_response *o, char *errstr,
+			  size_t errstr_size)
+{
+	struct cb_cql_rd r;
+	int err;
+
+	response_reset(o, h);
+	cb_cql_rd_init(&r, body, len);
+	cb_cql_rd_init(&o->rows, body, 0);
+	if (h->flags & CB_CQL_F_COMPRESSION)
+		return cb_seterr(errstr, errstr_size, CB_E_PROTO,
+				 "CQL frame still compressed");
+	get_prefix(&r, h->flags, o);
+	err = get_body(&r, h, o, errstr, errstr_size);
+	if (err != 0)
+		return err;
 	if (r.failed)
 		return cb_seterr(errstr, errstr_size, CB_E_PROTO,
 				 "CQL %s frame is truncated or malformed "

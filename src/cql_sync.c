@@ -27,6 +27,7 @@
 #include "chatbattle/config.h"
 #include "chatbattle/cql.h"
 #include "chatbattle/cql_frame.h"
+#include "chatbattle/cql_ring.h"
 #include "chatbattle/err.h"
 #include "chatbattle/log.h"
 #include "chatbattle/tls.h"
@@ -605,6 +606,70 @@ int cb_cql_session_open(const struct cb_config *cfg, const char *keyspace,
 void cb_cql_session_close(struct cb_cql_session *s)
 {
 	session_free(s);
+}
+
+int cb_cql_session_open_node(const struct cb_config *cfg, const char *host,
+			     int port, struct cb_cql_session **out,
+			     char *errstr, size_t errstr_size)
+{
+	struct cb_config one = *cfg; /* shallow: only the host list differs */
+	char entry[300], *v[1] = {entry};
+
+	snprintf(entry, sizeof(entry), strchr(host, ':') ? "[%s]:%d" : "%s:%d",
+		 host, port);
+	one.cassandra_hosts.v = v;
+	one.cassandra_hosts.n = 1;
+	return cb_cql_session_open(&one, NULL, out, errstr, errstr_size);
+}
+
+int cb_cql_read_replication(struct cb_cql_session *s, const char *keyspace,
+			    struct cb_cql_repl *r, char *errstr,
+			    size_t errstr_size)
+{
+	char q[200];
+	int err;
+
+	/* keyspace is a validated identifier (config type IDENT) */
+	snprintf(q, sizeof(q),
+		 "SELECT replication FROM system_schema.keyspaces WHERE "
+		 "keyspace_name = '%s'",
+		 keyspace);
+	err = cb_cql_exec(s, q, errstr, errstr_size);
+	if (err != 0)
+		return err;
+	return cb_cql_repl_from_rows(&s->res, r, errstr, errstr_size);
+}
+
+int cb_cql_read_ring(struct cb_cql_session *s, int default_port,
+		     struct cb_cql_peer **peers, size_t *n, char *errstr,
+		     size_t errstr_size)
+{
+	int err;
+
+	*peers = NULL;
+	*n = 0;
+	err = cb_cql_exec(s, "SELECT * FROM system.local", errstr,
+			  errstr_size);
+	if (err == 0)
+		err = cb_cql_peers_from_rows(&s->res, default_port, peers, n,
+					     errstr, errstr_size);
+	if (err != 0)
+		goto out;
+	err = cb_cql_exec(s, "SELECT * FROM system.peers_v2", errstr,
+			  errstr_size);
+	if (err == CB_E_CQL) /* before Cassandra 4.0 */
+		err = cb_cql_exec(s, "SELECT * FROM system.peers", errstr,
+				  errstr_size);
+	if (err == 0)
+		err = cb_cql_peers_from_rows(&s->res, default_port, peers, n,
+					     errstr, errstr_size);
+out:
+	if (err != 0) {
+		cb_cql_peers_free(*peers, *n);
+		*peers = NULL;
+		*n = 0;
+	}
+	return err;
 }
 
 static struct cb_cql_params params_of(const struct cb_cql_session *s)

@@ -41,6 +41,31 @@ int cb_cql_session_open(const struct cb_config *cfg, const char *keyspace,
 			size_t errstr_size);
 void cb_cql_session_close(struct cb_cql_session *s);
 
+/* The same, to one node (host, port) instead of cfg->cassandra_hosts. */
+int cb_cql_session_open_node(const struct cb_config *cfg, const char *host,
+			     int port, struct cb_cql_session **out,
+			     char *errstr, size_t errstr_size);
+
+struct cb_cql_peer;
+
+/*
+ * Reads the ring as the session's node sees it: its system.local row
+ * first, then system.peers_v2 (system.peers on a server without it; rows
+ * without a port get default_port).  *peers is malloc'd (free it with
+ * cb_cql_peers_free, cql_ring.h).  Returns 0 or a negative cb_err.
+ */
+int cb_cql_read_ring(struct cb_cql_session *s, int default_port,
+		     struct cb_cql_peer **peers, size_t *n, char *errstr,
+		     size_t errstr_size);
+
+struct cb_cql_repl;
+
+/* The replication of keyspace (system_schema.keyspaces) into r.  Returns
+ * 0, CB_E_NOTFOUND (no such keyspace) or a negative cb_err. */
+int cb_cql_read_replication(struct cb_cql_session *s, const char *keyspace,
+			    struct cb_cql_repl *r, char *errstr,
+			    size_t errstr_size);
+
 /* Runs one statement without bound values (DDL, USE, INSERT...) at the
  * configured consistency.  Returns 0 or a negative cb_err. */
 int cb_cql_exec(struct cb_cql_session *s, const char *cql, char *errstr,
