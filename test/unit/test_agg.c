@@ -7,7 +7,9 @@
  * record per channel and window) equals the truth exactly; nothing is
  * counted before the writer acknowledges its row; invalid records go to
  * the dead-letter topic; starting without a writer, or with topics that
- * are not co-partitioned, is refused.
+ * are not co-partitioned, is refused.  Every seek runs against librdkafka
+ * 2.0.2's microsecond timeout and a slow broker thread (kafka_fault.h):
+ * none may give up, and the aggregator must not stop.
  */
 #include <jansson.h>
 #include <poll.h>
@@ -23,6 +25,7 @@
 #include "chatbattle/metrics.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "kafka_fault.h"
 #include "kafka_mock.h"
 #include "test.h"
 
@@ -480,6 +483,8 @@ static bool counter_moves(enum cb_metric_id id)
 
 static void stall_holds_then_pauses(struct rig *r)
 {
+	long waited;
+
 	cb_metrics_reset();
 	writer_stalls(r);
 	CHECK_INT(produce_batch(1000, 2300), 0);
@@ -491,8 +496,12 @@ static void stall_holds_then_pauses(struct rig *r)
 	writer_stalls(r);
 	CHECK_INT(produce_batch(1000, 3300), 0);
 	CHECK(counter_moves(CB_M_agg_pauses_total));
+	waited = atomic_load(&t_seek_waited);
 	atomic_store(&r->w.hold, false);
 	CHECK(stats_match("stats", 30000));
+	/* each resume seeks to the partition's position first, and waits */
+	CHECK(atomic_load(&t_seek_waited) > waited);
+	CHECK_INT(atomic_load(&t_seek_timed_out), 0);
 }
 
 /*
@@ -511,11 +520,19 @@ static void long_streak_nudges(struct rig *r)
 	atomic_store(&r->w.hold, false);
 	CHECK(counter_moves(CB_M_agg_fetch_nudges_total));
 	CHECK(stats_match("stats", 30000));
+	CHECK(atomic_load(&t_seek_async) > 0); /* the nudge does not wait */
 }
 
 /*
  * One run: exact counts; while the writer holds its acks nothing past the
- * last acknowledged row is counted; then exact again.  (Restarts, aborts
+ * last acknowledged row is counted; then exact again.
+ *
+ * Regression (commit 8bf7615): all along, seeks behave like librdkafka
+ * 2.0.2's behind a broker thread that needs 100 ms (kafka_fault.h).  With
+ * the bounded waits agg.c had (10000 and 5000, read as microseconds) the
+ * recovery's seek "timed out" and the aggregator stopped with nothing
+ * counted; the resumes' seeks timed out too.  Checked: no seek gives up,
+ * the recovery and the resumes did wait, the aggregator never asks to stop.  (Restarts, aborts
  * and rebalances need a real broker: the mock cluster keeps neither
  * transactional offsets nor abort markers; see test/integration/t4x.)
  */
@@ -526,8 +543,11 @@ static void test_counts_exact_and_wait_for_acks(void)
 	bool st;
 
 	CHECK_INT(produce_batch(2000, 0), 0);
+	atomic_store(&t_seek_slow, true);
 	CHECK_INT(rig_up_ring(&r, "g1", "i1", 128 << 10), 0);
 	CHECK(stats_match("stats", 30000));
+	CHECK(atomic_load(&t_seek_waited) > 0); /* the recovery's seek */
+	CHECK_INT(atomic_load(&t_seek_timed_out), 0);
 	CHECK_INT(cb_metric_get(CB_M_agg_bad_records_total), 20);
 	CHECK(atomic_load(&r.w.rows) >= produced_total);
 	CHECK_INT(count_dead_letters(), 20);
@@ -554,7 +574,13 @@ static void test_counts_exact_and_wait_for_acks(void)
 	CHECK(stats_match("stats", 30000));
 	stall_holds_then_pauses(&r);
 	long_streak_nudges(&r);
+	printf("# seeks: %ld waited, %ld asynchronous, %ld timed out\n",
+	       atomic_load(&t_seek_waited), atomic_load(&t_seek_async),
+	       atomic_load(&t_seek_timed_out));
+	CHECK_INT(atomic_load(&t_seek_timed_out), 0);
+	CHECK(!atomic_load(&r.app.stop_requested));
 	rig_down(&r);
+	atomic_store(&t_seek_slow, false);
 }
 
 int main(void)
