@@ -31,11 +31,9 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -43,9 +41,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "chatbattle/app.h"
 #include "chatbattle/clock.h"
@@ -54,11 +50,13 @@
 #include "chatbattle/cql_frame.h"
 #include "chatbattle/cql_ring.h"
 #include "chatbattle/err.h"
+#include "chatbattle/evloop.h"
 #include "chatbattle/log.h"
 #include "chatbattle/metrics.h"
 #include "chatbattle/murmur3.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "chatbattle/thread.h"
 #include "chatbattle/tls.h"
 #include "cql_int.h"
 
@@ -193,13 +191,10 @@ struct part {
 struct cql {
 	struct cb_app *app;
 	const struct cb_config *cfg;
-	struct event_base *base;
-	struct evdns_base *dns;
+	struct cb_evloop loop;  /* base, dns, stop eventfd */
 	SSL_CTX *ssl_ctx;
-	pthread_t thread;
-	bool thread_started;
-	int stop_efd;
-	struct event *stop_ev, *ring_ev, *tick_ev, *acks_ev;
+	struct cb_thread thread;
+	struct event *ring_ev, *tick_ev, *acks_ev;
 	atomic_bool stopping;
 
 	struct cb_cql_host *hosts;
@@ -1405,40 +1400,24 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 static void conn_connect(struct conn *c)
 {
 	struct cql *w = c->w;
-	SSL *ssl = NULL;
-	char errstr[160];
+	char errstr[256];
 
 	conn_close(c);
 	set_state(c, C_CONNECTING, S(C_DOWN));
 	c->connect_ms = cb_mono_ms();
 	c->lz4 = w->lz4;
 	cb_metric_add(CB_M_cql_reconnects_total, 1);
-	if (w->ssl_ctx != NULL) {
-		ssl = SSL_new(w->ssl_ctx);
-		if (ssl == NULL ||
-		    cb_cql_tls_prepare(ssl, c->host->name, errstr,
-				       sizeof(errstr)) != 0) {
-			SSL_free(ssl);
-			conn_fail(c, "cannot create a TLS session");
-			return;
-		}
-		c->bev = bufferevent_openssl_socket_new(
-			w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-			BEV_OPT_CLOSE_ON_FREE);
-		if (c->bev == NULL)
-			SSL_free(ssl);
-	} else {
-		c->bev = bufferevent_socket_new(w->base, -1,
-						BEV_OPT_CLOSE_ON_FREE);
-	}
+	c->bev = cb_tls_bufferevent_new(w->loop.base, w->ssl_ctx, c->host->name,
+					BEV_OPT_CLOSE_ON_FREE, errstr,
+					sizeof(errstr));
 	if (c->bev == NULL) {
-		conn_fail(c, "cannot create a connection");
+		conn_fail(c, "%s", errstr);
 		return;
 	}
 	bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATER);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect_hostname(c->bev, w->dns, AF_UNSPEC,
+	if (bufferevent_socket_connect_hostname(c->bev, w->loop.dns, AF_UNSPEC,
 						c->host->name,
 						c->host->port) != 0)
 		conn_fail(c, "cannot connect");
@@ -1796,15 +1775,6 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		event_active(w->ring_ev, EV_READ, 0);
 }
 
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct cql *w = arg;
-
-	(void)what;
-	cb_ring_drain_fd(fd);
-	event_base_loopbreak(w->base);
-}
-
 static void *cql_main(void *arg)
 {
 	struct cql *w = arg;
@@ -1813,7 +1783,7 @@ static void *cql_main(void *arg)
 		for (int k = 0; w->nodes[i].used && k < w->conns_per_node; k++)
 			conn_connect(&w->nodes[i].conns[k]);
 	event_active(w->ring_ev, EV_READ, 0);
-	event_base_dispatch(w->base);
+	event_base_dispatch(w->loop.base);
 	return NULL;
 }
 
@@ -1845,20 +1815,13 @@ static void cql_free(struct cql *w)
 	free(w->zbuf);
 	free(w->body);
 	free(w->res);
-	if (w->stop_ev != NULL)
-		event_free(w->stop_ev);
 	if (w->ring_ev != NULL)
 		event_free(w->ring_ev);
 	if (w->tick_ev != NULL)
 		event_free(w->tick_ev);
 	if (w->acks_ev != NULL)
 		event_free(w->acks_ev);
-	if (w->dns != NULL)
-		evdns_base_free(w->dns, 0);
-	if (w->base != NULL)
-		event_base_free(w->base);
-	if (w->stop_efd >= 0)
-		close(w->stop_efd);
+	cb_evloop_free(&w->loop);
 	SSL_CTX_free(w->ssl_ctx);
 	free(w);
 }
@@ -1874,7 +1837,7 @@ int cb_cql_start(struct cb_app *app, char *errstr, size_t errstr_size)
 	if (w == NULL)
 		return cb_seterr(errstr, errstr_size, CB_E_NOMEM,
 				 "out of memory");
-	w->stop_efd = -1;
+	w->loop.stop_efd = -1;
 	w->rng = (uint64_t)cb_mono_ns() | 1;
 	w->app = app;
 	w->cfg = cfg;
@@ -1934,26 +1897,14 @@ int cb_cql_start(struct cb_app *app, char *errstr, size_t errstr_size)
 		}
 		n->contact = true;
 	}
-	w->base = event_base_new();
-	w->stop_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (w->base == NULL || w->stop_efd < 0) {
-		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
-				"cannot create the event loop");
+	err = cb_evloop_new(&w->loop, errstr, errstr_size);
+	if (err != 0)
 		goto out;
-	}
-	w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-						 EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	if (w->dns == NULL)
-		w->dns = evdns_base_new(w->base,
-					EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	w->stop_ev = event_new(w->base, w->stop_efd, EV_READ | EV_PERSIST,
-			       stop_cb, w);
-	w->ring_ev = event_new(w->base, cb_ring_consumer_fd(app->rows),
+	w->ring_ev = event_new(w->loop.base, cb_ring_consumer_fd(app->rows),
 			       EV_READ | EV_PERSIST, ring_cb, w);
-	w->tick_ev = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
-	w->acks_ev = evtimer_new(w->base, acks_cb, w);
-	if (w->stop_ev == NULL || w->ring_ev == NULL || w->tick_ev == NULL ||
-	    w->acks_ev == NULL || event_add(w->stop_ev, NULL) != 0 ||
+	w->tick_ev = event_new(w->loop.base, -1, EV_PERSIST, tick_cb, w);
+	w->acks_ev = evtimer_new(w->loop.base, acks_cb, w);
+	if (w->ring_ev == NULL || w->tick_ev == NULL || w->acks_ev == NULL ||
 	    event_add(w->ring_ev, NULL) != 0 ||
 	    event_add(w->tick_ev, &tick) != 0) {
 		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
@@ -1962,13 +1913,12 @@ int cb_cql_start(struct cb_app *app, char *errstr, size_t errstr_size)
 	}
 	cb_health_set(CB_DEP_CASSANDRA, CB_DEP_UNKNOWN);
 	app->cql = (struct cb_cql *)w;
-	if (pthread_create(&w->thread, NULL, cql_main, w) != 0) {
+	err = cb_thread_start(&w->thread, cql_main, w, "cql", errstr,
+			      errstr_size);
+	if (err != 0) {
 		app->cql = NULL;
-		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
-				"cannot start the cql thread");
 		goto out;
 	}
-	w->thread_started = true;
 	cb_info(SUBSYS, "writing to %s.raw_chat_messages from %zu contact "
 		"point(s), %d connection(s) per node, %d in flight each, "
 		"batches of up to %d rows, consistency %s%s%s",
@@ -1985,16 +1935,10 @@ out:
 void cb_cql_stop(struct cb_app *app)
 {
 	struct cql *w = (struct cql *)app->cql;
-	uint64_t one = 1;
 
 	if (w == NULL)
 		return;
-	atomic_store(&w->stopping, true);
-	if (write(w->stop_efd, &one, sizeof(one)) < 0) {
-		/* already signalled */
-	}
-	if (w->thread_started)
-		pthread_join(w->thread, NULL);
+	cb_thread_stop(&w->thread, &w->stopping, w->loop.stop_efd);
 	if (w->rows_outstanding > 0)
 		cb_info(SUBSYS, "stopped with %" PRIu64 " rows unacknowledged "
 			"(their offsets are not committed: they are written "

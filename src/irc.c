@@ -32,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +49,7 @@
 #include "chatbattle/clock.h"
 #include "chatbattle/config.h"
 #include "chatbattle/err.h"
+#include "chatbattle/evloop.h"
 #include "chatbattle/irc.h"
 #include "chatbattle/irc_msg.h"
 #include "chatbattle/log.h"
@@ -126,13 +126,11 @@ struct cb_irc {
 	const struct cb_config *cfg;
 	struct cb_irc_tuning tune;
 	struct cb_thread thread;
-	int stop_efd;
 	atomic_bool stopping;
 
-	struct event_base *base;
-	struct evdns_base *dns;
+	struct cb_evloop loop;  /* base, dns, stop eventfd */
 	SSL_CTX *ssl_ctx;
-	struct event *stop_ev, *cmd_ev, *space_ev, *tick_ev, *pace_ev, *reap_ev;
+	struct event *cmd_ev, *space_ev, *tick_ev, *pace_ev, *reap_ev;
 
 	struct conn *conns;
 	int next_conn_id;
@@ -715,7 +713,7 @@ static void conn_schedule(struct conn *c, int64_t delay_ms)
 	struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
 
 	if (c->retry_ev == NULL)
-		c->retry_ev = evtimer_new(c->irc->base, retry_cb, c);
+		c->retry_ev = evtimer_new(c->irc->loop.base, retry_cb, c);
 	if (c->retry_ev != NULL)
 		evtimer_add(c->retry_ev, &tv);
 }
@@ -899,7 +897,7 @@ static void conn_connect(struct conn *c)
 
 	conn_close_bev(c);
 	c->auth_failed = false;
-	c->bev = cb_tls_bufferevent_new(irc->base,
+	c->bev = cb_tls_bufferevent_new(irc->loop.base,
 					cfg->irc_tls ? irc->ssl_ctx : NULL,
 					host, BEV_OPT_CLOSE_ON_FREE, why,
 					sizeof(why));
@@ -915,7 +913,7 @@ static void conn_connect(struct conn *c)
 		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	else
 		bufferevent_enable(c->bev, EV_WRITE);
-	if (bufferevent_socket_connect_hostname(c->bev, irc->dns, AF_UNSPEC,
+	if (bufferevent_socket_connect_hostname(c->bev, irc->loop.dns, AF_UNSPEC,
 						host, (int)cfg->irc_port) != 0) {
 		conn_fail(c, "cannot connect to %s:%d", host,
 			  (int)cfg->irc_port);
@@ -1162,8 +1160,9 @@ static void start_refresh(struct cb_irc *irc)
 		return;
 	irc->last_refresh_ms = now;
 	cb_info("irc", "refreshing the OAuth token at %s", cfg->twitch_token_url);
-	if (cb_oauth_refresh_start(irc->base, irc->dns, &p, oauth_done, irc,
-				   &irc->oauth, errstr, sizeof(errstr)) != 0)
+	if (cb_oauth_refresh_start(irc->loop.base, irc->loop.dns, &p,
+				   oauth_done, irc, &irc->oauth, errstr,
+				   sizeof(errstr)) != 0)
 		cb_error("irc", "OAuth token refresh: %s", errstr);
 }
 
@@ -1843,14 +1842,6 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		publish_status(irc);
 }
 
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct cb_irc *irc = arg;
-
-	cb_ring_drain_fd(fd);
-	event_base_loopbreak(irc->base);
-}
-
 static void kickoff_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct cb_irc *irc = arg;
@@ -1864,7 +1855,7 @@ static void *irc_main(void *arg)
 {
 	struct cb_irc *irc = arg;
 
-	event_base_dispatch(irc->base);
+	event_base_dispatch(irc->loop.base);
 	/* Everything read is in the ring; what sits in socket buffers is
 	 * not read at shutdown (Twitch keeps no history anyway). */
 	cb_ring_commit(irc->out);
@@ -1892,8 +1883,6 @@ static void irc_free(struct cb_irc *irc)
 	free(irc->chans);
 	free(irc->index);
 	free(irc->set_list);
-	if (irc->stop_ev)
-		event_free(irc->stop_ev);
 	if (irc->cmd_ev)
 		event_free(irc->cmd_ev);
 	if (irc->space_ev)
@@ -1904,14 +1893,9 @@ static void irc_free(struct cb_irc *irc)
 		event_free(irc->pace_ev);
 	if (irc->reap_ev)
 		event_free(irc->reap_ev);
-	if (irc->dns)
-		evdns_base_free(irc->dns, 0);
-	if (irc->base)
-		event_base_free(irc->base);
+	cb_evloop_free(&irc->loop);
 	if (irc->ssl_ctx)
 		SSL_CTX_free(irc->ssl_ctx);
-	if (irc->stop_efd >= 0)
-		close(irc->stop_efd);
 	cb_irc_pacer_release(&irc->pacer);
 	cb_irc_dedupe_release(&irc->dedupe);
 	explicit_bzero(irc->token, sizeof(irc->token));
@@ -1982,7 +1966,7 @@ int cb_irc_start_tuned(struct cb_app *app, const struct cb_irc_tuning *t,
 	irc->app = app;
 	irc->cfg = cfg;
 	irc->tune = *t;
-	irc->stop_efd = -1;
+	irc->loop.stop_efd = -1;
 	irc->out = app->irc_out;
 	irc->out_max = cb_ring_max_record(app->irc_out);
 	irc->health = CB_DEP_UNKNOWN;
@@ -2019,40 +2003,30 @@ int cb_irc_start_tuned(struct cb_app *app, const struct cb_irc_tuning *t,
 					"out of memory");
 			goto out;
 		}
-	irc->base = event_base_new();
-	irc->stop_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (irc->base == NULL || irc->stop_efd < 0) {
-		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
-				"cannot create the event loop");
+	err = cb_evloop_new(&irc->loop, errstr, errstr_size);
+	if (err != 0)
 		goto out;
-	}
-	irc->dns = evdns_base_new(irc->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-						     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	if (irc->dns == NULL) /* no resolv.conf: addresses still work */
-		irc->dns = evdns_base_new(irc->base,
-					  EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	irc->stop_ev = event_new(irc->base, irc->stop_efd, EV_READ | EV_PERSIST,
-				 stop_cb, irc);
-	irc->cmd_ev = event_new(irc->base, cb_ring_consumer_fd(app->irc_cmd),
+	irc->cmd_ev = event_new(irc->loop.base,
+				cb_ring_consumer_fd(app->irc_cmd),
 				EV_READ | EV_PERSIST, cmd_cb, irc);
-	irc->space_ev = event_new(irc->base, cb_ring_producer_fd(app->irc_out),
-				  EV_READ, space_cb, irc);
-	irc->tick_ev = event_new(irc->base, -1, EV_PERSIST, tick_cb, irc);
-	irc->pace_ev = evtimer_new(irc->base, pace_cb, irc);
-	irc->reap_ev = evtimer_new(irc->base, reap_cb, irc);
-	if (irc->stop_ev == NULL || irc->cmd_ev == NULL ||
-	    irc->space_ev == NULL || irc->tick_ev == NULL ||
-	    irc->pace_ev == NULL || irc->reap_ev == NULL) {
+	irc->space_ev = event_new(irc->loop.base,
+				  cb_ring_producer_fd(app->irc_out), EV_READ,
+				  space_cb, irc);
+	irc->tick_ev = event_new(irc->loop.base, -1, EV_PERSIST, tick_cb, irc);
+	irc->pace_ev = evtimer_new(irc->loop.base, pace_cb, irc);
+	irc->reap_ev = evtimer_new(irc->loop.base, reap_cb, irc);
+	if (irc->cmd_ev == NULL || irc->space_ev == NULL ||
+	    irc->tick_ev == NULL || irc->pace_ev == NULL ||
+	    irc->reap_ev == NULL) {
 		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
 				"cannot create events");
 		goto out;
 	}
 	tick.tv_sec = t->tick_ms / 1000;
 	tick.tv_usec = (t->tick_ms % 1000) * 1000;
-	event_add(irc->stop_ev, NULL);
 	event_add(irc->cmd_ev, NULL);
 	event_add(irc->tick_ev, &tick);
-	event_base_once(irc->base, -1, EV_TIMEOUT, kickoff_cb, irc, &zero);
+	event_base_once(irc->loop.base, -1, EV_TIMEOUT, kickoff_cb, irc, &zero);
 	cb_health_set(CB_DEP_IRC, CB_DEP_UNKNOWN);
 	/* The thread owns the base from here (pthread_create orders it). */
 	err = cb_thread_start(&irc->thread, irc_main, irc, "irc", errstr,
@@ -2083,7 +2057,7 @@ void cb_irc_stop(struct cb_app *app)
 
 	if (irc == NULL)
 		return;
-	cb_thread_stop(&irc->thread, &irc->stopping, irc->stop_efd);
+	cb_thread_stop(&irc->thread, &irc->stopping, irc->loop.stop_efd);
 	app->irc = NULL;
 	irc_free(irc);
 }

@@ -1,6 +1,6 @@
 /*
  * thread.h - the start and join of a module's one thread (src/thread.c),
- * written once for irc, producer, agg and statsd: each module owns a
+ * written once for irc, cql, producer, agg and statsd: each module owns a
  * struct cb_thread, starts it from its start function (main thread) and
  * joins it from its stop function after it has told the thread to stop.
  */
