@@ -34,6 +34,7 @@
  * when the rows ring is, is paused (librdkafka keeps serving the group
  * while paused); nothing is dropped.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -57,6 +58,7 @@
 #include "chatbattle/metrics.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "chatbattle/thread.h"
 #include "chatbattle/window.h"
 
 #define SUB "agg"
@@ -107,6 +109,14 @@ struct pend {
 	int64_t received_at_ms;
 };
 
+/*
+ * A partition's state; part_set_state is the only place that changes it
+ * and asserts the legal moves:
+ *   any        -> NONE        part_drop: revoked, or about to be rebuilt
+ *                             (its windows and FIFO are gone)
+ *   any        -> RECOVERING  assigned, a failed transaction, or rebuilt
+ *   RECOVERING -> ACTIVE      recover(): windows restored, a real offset
+ */
 enum part_state { PS_NONE = 0, PS_RECOVERING, PS_ACTIVE };
 
 struct part {
@@ -125,8 +135,7 @@ struct part {
 struct cb_agg {
 	struct cb_app *app;
 	const struct cb_config *cfg;
-	pthread_t thread;
-	bool thread_started;
+	struct cb_thread thread;
 	atomic_bool stop;
 	rd_kafka_t *consumer;
 	rd_kafka_t *producer;
@@ -218,11 +227,29 @@ static void pause_one(struct cb_agg *a, int p, bool pause)
 		 a->parts[p].pos);
 }
 
+static void part_set_state(struct part *pt, enum part_state to)
+{
+	switch (to) {
+	case PS_NONE:
+		assert(pt->ws == NULL && pt->head == pt->tail);
+		break;
+	case PS_RECOVERING:
+		break;
+	case PS_ACTIVE:
+		assert(pt->state == PS_RECOVERING);
+		assert(pt->ws != NULL && pt->pos >= 0);
+		assert(pt->head == pt->tail); /* nothing applied before */
+		break;
+	}
+	pt->state = to;
+}
+
 /* Forgets everything about partition p (revoked, or to be rebuilt). */
 static void part_drop(struct cb_agg *a, int p)
 {
 	struct part *pt = &a->parts[p];
 
+	assert(p >= 0 && p < a->nparts);
 	cb_winset_free(pt->ws);
 	pt->ws = NULL;
 	pt->head = pt->tail = 0;
@@ -230,7 +257,7 @@ static void part_drop(struct cb_agg *a, int p)
 	pt->applied_next = -1;
 	pt->committed = -1;
 	pt->pos = -1;
-	pt->state = PS_NONE;
+	part_set_state(pt, PS_NONE);
 }
 
 static size_t fifo_used(const struct part *pt)
@@ -303,7 +330,7 @@ static void start_recovery(struct cb_agg *a)
 	a->need_recovery = true;
 	for (int p = 0; p < a->nparts; p++)
 		if (a->parts[p].state == PS_ACTIVE)
-			a->parts[p].state = PS_RECOVERING;
+			part_set_state(&a->parts[p], PS_RECOVERING);
 }
 
 /* True when the error means another process took our transactional.id. */
@@ -400,7 +427,7 @@ static int dead_letter(struct cb_agg *a, int p, const struct pend *e)
 	cb_jw_key(j, "reason");
 	cb_jw_str(j, reason, e->reason_len);
 	cb_jw_key(j, "stage");
-	cb_jw_str(j, "aggregator", 10);
+	CB_JW_STR_LIT(j, "aggregator");
 	cb_jw_key(j, "topic");
 	cb_jw_str(j, a->cfg->topic_messages, strlen(a->cfg->topic_messages));
 	cb_jw_key(j, "partition");
@@ -975,37 +1002,12 @@ static int read_stats(struct cb_agg *a, rd_kafka_topic_partition_list_t *l,
 	rd_kafka_topic_partition_list_t *tl = NULL;
 	struct saved *v = NULL;
 	size_t n = 0, cap = 0, records = 0;
-	bool eof[1024] = {false};
+	bool eof[CB_PARTITIONS_MAX] = {false};
 	int left = l->cnt, err;
 	int64_t deadline = cb_mono_ms() + 120000, next_log = cb_mono_ms() + 5000;
 
-	char group[300];
-
-	/* A group id only because librdkafka wants one for assign(): this
-	 * reader never joins the group nor commits. */
-	snprintf(group, sizeof(group), "%s-restore", a->cfg->kafka_group_id);
-	err = cb_kafka_conf_new(a->cfg, "agg-restore", &conf, errstr,
+	err = cb_agg_kafka_conf(a->cfg, CB_AGG_RESTORE, &conf, errstr,
 				errstr_size);
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "group.id", group, errstr,
-					errstr_size);
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "isolation.level",
-					"read_committed", errstr, errstr_size);
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "enable.partition.eof", "true",
-					errstr, errstr_size);
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "enable.auto.commit", "false",
-					errstr, errstr_size);
-	/* Small buffers: the records are big (their restorable state) and
-	 * only the newest per channel is kept; RSS stays in budget at start. */
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "queued.max.messages.kbytes",
-					"2048", errstr, errstr_size);
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "fetch.max.bytes", "1048576",
-					errstr, errstr_size);
 	if (err != 0)
 		goto out;
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
@@ -1044,7 +1046,7 @@ static int read_stats(struct cb_agg *a, rd_kafka_topic_partition_list_t *l,
 		if (m == NULL)
 			continue;
 		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-			if (m->partition >= 0 && m->partition < 1024 &&
+			if (m->partition >= 0 && m->partition < CB_PARTITIONS_MAX &&
 			    !eof[m->partition]) {
 				eof[m->partition] = true;
 				left--;
@@ -1139,7 +1141,7 @@ static int recover(struct cb_agg *a)
 		struct part *pt = &a->parts[p];
 
 		part_drop(a, p);
-		pt->state = PS_RECOVERING;
+		part_set_state(pt, PS_RECOVERING);
 		pt->paused = true;
 		pt->gen = ++a->gen_counter;
 		err = cb_winset_new(&pt->ws, &a->wcfg, errstr, sizeof(errstr));
@@ -1193,7 +1195,7 @@ static int recover(struct cb_agg *a)
 			pt->committed = l->elems[i].offset;
 		}
 		pt->pos = l->elems[i].offset;
-		pt->state = PS_ACTIVE;
+		part_set_state(pt, PS_ACTIVE);
 		cb_info(SUB, "%s [%d] active from offset %" PRId64
 			     " (generation %u, %zu channel(s))",
 			a->cfg->topic_messages, l->elems[i].partition,
@@ -1239,7 +1241,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 			if (p < 0 || p >= a->nparts)
 				continue;
-			a->parts[p].state = PS_RECOVERING;
+			part_set_state(&a->parts[p], PS_RECOVERING);
 			a->need_recovery = true;
 		}
 		cb_info(SUB, "assigned %d partition(s) of %s", parts->cnt,
@@ -1655,33 +1657,82 @@ static void agg_free(struct cb_agg *a)
 	free(a);
 }
 
+/* The transactional.id: one per instance and group, so that a restart of
+ * the same instance fences its older run. */
+static void txn_id(const struct cb_config *cfg, char *buf, size_t size)
+{
+	snprintf(buf, size, "chatbattle-agg-%s-%s", cb_instance_id(cfg),
+		 cfg->kafka_group_id);
+}
+
+int cb_agg_kafka_conf(const struct cb_config *cfg, enum cb_agg_client which,
+		      rd_kafka_conf_t **out, char *errstr, size_t errstr_size)
+{
+	char tid[256], restore_group[300];
+	/* Fixed (0): exactly once depends on them.  Overridable (1): tuning;
+	 * bounded fetch buffers keep RSS small. */
+	const struct cb_kafka_prop consumer[] = {
+		{"group.id", cfg->kafka_group_id, 0},
+		{"enable.auto.commit", "false", 0},
+		{"enable.auto.offset.store", "false", 0},
+		{"isolation.level", "read_committed", 0},
+		{"partition.assignment.strategy", "cooperative-sticky", 0},
+		{"auto.offset.reset", "earliest", 0},
+		{"session.timeout.ms", "10000", 1},
+		{"heartbeat.interval.ms", "2000", 1},
+		{"queued.max.messages.kbytes", STR(FETCHQ_KBYTES), 1},
+		{"fetch.max.bytes", "1048576", 1},
+		{"max.partition.fetch.bytes", "262144", 1},
+	};
+	const struct cb_kafka_prop producer[] = {
+		{"transactional.id", tid, 0},
+		{"enable.idempotence", "true", 0}, /* implied; never off */
+		{"transaction.timeout.ms", "10000", 0},
+		{"partitioner", "murmur2_random", 0},
+		{"linger.ms", "5", 1},
+		{"compression.type", "lz4", 1},
+		{"queue.buffering.max.kbytes", "16384", 1},
+	};
+	/* Small buffers: the records are big (their restorable state) and
+	 * only the newest per channel is kept; RSS stays in budget at start. */
+	const struct cb_kafka_prop restore[] = {
+		CB_KAFKA_READER_PROPS(restore_group),
+		{"queued.max.messages.kbytes", "2048", 1},
+		{"fetch.max.bytes", "1048576", 1},
+	};
+
+	txn_id(cfg, tid, sizeof(tid));
+	snprintf(restore_group, sizeof(restore_group), "%s-restore",
+		 cfg->kafka_group_id);
+	switch (which) {
+	case CB_AGG_CONSUMER:
+		return cb_kafka_conf_build(cfg, "agg", consumer,
+					   sizeof(consumer) / sizeof(consumer[0]),
+					   out, errstr, errstr_size);
+	case CB_AGG_PRODUCER:
+		return cb_kafka_conf_build(cfg, "agg", producer,
+					   sizeof(producer) / sizeof(producer[0]),
+					   out, errstr, errstr_size);
+	case CB_AGG_RESTORE:
+		break;
+	}
+	return cb_kafka_conf_build(cfg, "agg-restore", restore,
+				   sizeof(restore) / sizeof(restore[0]), out,
+				   errstr, errstr_size);
+}
+
 static int make_producer(struct cb_agg *a, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf;
 	rd_kafka_error_t *e;
 	int err;
 
-	snprintf(a->txn_id, sizeof(a->txn_id), "chatbattle-agg-%s-%s",
-		 cb_instance_id(a->cfg), a->cfg->kafka_group_id);
-	err = cb_kafka_conf_new(a->cfg, "agg", &conf, errstr, errstr_size);
+	txn_id(a->cfg, a->txn_id, sizeof(a->txn_id));
+	err = cb_agg_kafka_conf(a->cfg, CB_AGG_PRODUCER, &conf, errstr,
+				errstr_size);
 	if (err != 0)
 		return err;
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-	if ((err = cb_kafka_conf_set(conf, "transactional.id", a->txn_id,
-				     errstr, errstr_size)) != 0 ||
-	    (err = cb_kafka_conf_set(conf, "transaction.timeout.ms", "10000",
-				     errstr, errstr_size)) != 0 ||
-	    (err = cb_kafka_conf_set(conf, "partitioner", "murmur2_random",
-				     errstr, errstr_size)) != 0 ||
-	    (err = cb_kafka_conf_set(conf, "linger.ms", "5", errstr,
-				     errstr_size)) != 0 ||
-	    (err = cb_kafka_conf_set(conf, "compression.type", "lz4", errstr,
-				     errstr_size)) != 0 ||
-	    (err = cb_kafka_conf_set(conf, "queue.buffering.max.kbytes",
-				     "16384", errstr, errstr_size)) != 0) {
-		rd_kafka_conf_destroy(conf);
-		return err;
-	}
 	a->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr,
 				   errstr_size);
 	if (a->producer == NULL) {
@@ -1701,54 +1752,17 @@ static int make_producer(struct cb_agg *a, char *errstr, size_t errstr_size)
 	return 0;
 }
 
-/* True when the user set key through kafka_opt (then it wins over our
- * tuning defaults; the properties exactly once depends on always ours). */
-static bool user_set(const struct cb_config *cfg, const char *key)
-{
-	size_t n = strlen(key);
-
-	for (size_t i = 0; i < cfg->kafka_opt.n; i++)
-		if (strncmp(cfg->kafka_opt.v[i], key, n) == 0 &&
-		    cfg->kafka_opt.v[i][n] == '=')
-			return true;
-	return false;
-}
-
 static int make_consumer(struct cb_agg *a, char *errstr, size_t errstr_size)
 {
-	/* The first five make the guarantees; the rest are tuning. */
-	static const char *const props[][2] = {
-		{"enable.auto.commit", "false"},
-		{"enable.auto.offset.store", "false"},
-		{"isolation.level", "read_committed"},
-		{"partition.assignment.strategy", "cooperative-sticky"},
-		{"auto.offset.reset", "earliest"},
-		{"session.timeout.ms", "10000"},
-		{"heartbeat.interval.ms", "2000"},
-		/* Bounded fetch buffers: RSS stays small. */
-		{"queued.max.messages.kbytes", STR(FETCHQ_KBYTES)},
-		{"fetch.max.bytes", "1048576"},
-		{"max.partition.fetch.bytes", "262144"},
-	};
 	rd_kafka_conf_t *conf;
 	rd_kafka_topic_partition_list_t *topics;
 	rd_kafka_resp_err_t kerr;
 	int err;
 
-	err = cb_kafka_conf_new(a->cfg, "agg", &conf, errstr, errstr_size);
+	err = cb_agg_kafka_conf(a->cfg, CB_AGG_CONSUMER, &conf, errstr,
+				errstr_size);
 	if (err != 0)
 		return err;
-	err = cb_kafka_conf_set(conf, "group.id", a->cfg->kafka_group_id,
-				errstr, errstr_size);
-	for (size_t i = 0; err == 0 && i < sizeof(props) / sizeof(props[0]);
-	     i++)
-		if (i < 5 || !user_set(a->cfg, props[i][0]))
-			err = cb_kafka_conf_set(conf, props[i][0], props[i][1],
-						errstr, errstr_size);
-	if (err != 0) {
-		rd_kafka_conf_destroy(conf);
-		return err;
-	}
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
 	rd_kafka_conf_set_opaque(conf, a);
 	a->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr,
@@ -1814,7 +1828,16 @@ int cb_agg_start(struct cb_app *app, char *errstr, size_t errstr_size)
 				       errstr, errstr_size);
 	if (err != 0)
 		goto fail;
-	if (n_in != n_out || n_in > 1024) {
+	if (n_in > CB_PARTITIONS_MAX || n_out > CB_PARTITIONS_MAX) {
+		err = cb_seterr(errstr, errstr_size, CB_E_CONFIG,
+				"%s has %d partitions and %s %d: chatbattle "
+				"supports at most %d partitions per topic "
+				"(CB_PARTITIONS_MAX)",
+				cfg->topic_messages, n_in, cfg->topic_stats,
+				n_out, CB_PARTITIONS_MAX);
+		goto fail;
+	}
+	if (n_in != n_out) {
 		err = cb_seterr(errstr, errstr_size, CB_E_CONFIG,
 				"%s has %d partitions and %s %d: they must be "
 				"equal (co-partitioned) so that each "
@@ -1838,14 +1861,11 @@ int cb_agg_start(struct cb_app *app, char *errstr, size_t errstr_size)
 	err = make_consumer(a, errstr, errstr_size);
 	if (err != 0)
 		goto fail;
-	app->agg = a;
-	if (pthread_create(&a->thread, NULL, agg_main, a) != 0) {
-		app->agg = NULL;
-		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
-				"cannot create the aggregator thread");
+	err = cb_thread_start(&a->thread, agg_main, a, "aggregator", errstr,
+			      errstr_size);
+	if (err != 0)
 		goto fail;
-	}
-	a->thread_started = true;
+	app->agg = a; /* only cb_agg_stop reads it, on this thread */
 	cb_info(SUB, "consuming %s (%d partitions) in group %s, transactional "
 		     "id %s, commit every %lld ms",
 		cfg->topic_messages, n_in, cfg->kafka_group_id, a->txn_id,
@@ -1860,13 +1880,9 @@ fail:
 
 void cb_agg_stop(struct cb_app *app)
 {
-	struct cb_agg *a = app->agg;
-
-	if (a == NULL)
+	if (app->agg == NULL)
 		return;
-	atomic_store(&a->stop, true);
-	if (a->thread_started)
-		pthread_join(a->thread, NULL);
-	agg_free(a);
+	cb_thread_stop(&app->agg->thread, &app->agg->stop, -1);
+	agg_free(app->agg);
 	app->agg = NULL;
 }

@@ -196,7 +196,7 @@ static void badges_obj(struct cb_json_w *w, const char *key,
 	if (n == 0)
 		return;
 	cb_json_w_key(w, key, false);
-	cb_json_w_raw(w, "{", 1);
+	CB_JSON_W_LIT(w, "{");
 	for (uint16_t i = 0; i < n; i++) {
 		bool later = false;
 
@@ -207,32 +207,32 @@ static void badges_obj(struct cb_json_w *w, const char *key,
 		if (later)
 			continue;
 		if (!first)
-			cb_json_w_raw(w, ",", 1);
+			CB_JSON_W_LIT(w, ",");
 		first = false;
 		cb_json_w_str(w, b[i].name.p, b[i].name.len);
-		cb_json_w_raw(w, ":", 1);
+		CB_JSON_W_LIT(w, ":");
 		if (b[i].version.p != NULL)
 			cb_json_w_str(w, b[i].version.p, b[i].version.len);
 		else
-			cb_json_w_raw(w, "null", 4);
+			CB_JSON_W_LIT(w, "null");
 	}
-	cb_json_w_raw(w, "}", 1);
+	CB_JSON_W_LIT(w, "}");
 }
 
 static void emote_names(struct cb_json_w *w, const struct cb_twitch_emotes *e)
 {
 	bool first = true;
 
-	cb_json_w_raw(w, "[", 1);
+	CB_JSON_W_LIT(w, "[");
 	for (uint16_t i = 0; i < e->n; i++) {
 		if (e->v[i].out_of_range)
 			continue;
 		if (!first)
-			cb_json_w_raw(w, ",", 1);
+			CB_JSON_W_LIT(w, ",");
 		first = false;
 		cb_json_w_str(w, e->v[i].name.p, e->v[i].name.len);
 	}
-	cb_json_w_raw(w, "]", 1);
+	CB_JSON_W_LIT(w, "]");
 }
 
 static void emote_details(struct cb_json_w *w, const struct cb_twitch_emotes *e)
@@ -245,22 +245,22 @@ static void emote_details(struct cb_json_w *w, const struct cb_twitch_emotes *e)
 		if (x->out_of_range)
 			continue;
 		if (first)
-			cb_json_w_raw(w, ",\"emote_details\":[", 18);
+			CB_JSON_W_LIT(w, ",\"emote_details\":[");
 		else
-			cb_json_w_raw(w, ",", 1);
+			CB_JSON_W_LIT(w, ",");
 		first = false;
-		cb_json_w_raw(w, "{\"id\":", 6);
+		CB_JSON_W_LIT(w, "{\"id\":");
 		cb_json_w_str(w, x->id.p, x->id.len);
-		cb_json_w_raw(w, ",\"name\":", 8);
+		CB_JSON_W_LIT(w, ",\"name\":");
 		cb_json_w_str(w, x->name.p, x->name.len);
-		cb_json_w_raw(w, ",\"start\":", 9);
+		CB_JSON_W_LIT(w, ",\"start\":");
 		cb_json_w_int(w, x->start);
-		cb_json_w_raw(w, ",\"end\":", 7);
+		CB_JSON_W_LIT(w, ",\"end\":");
 		cb_json_w_int(w, x->end);
-		cb_json_w_raw(w, "}", 1);
+		CB_JSON_W_LIT(w, "}");
 	}
 	if (!first)
-		cb_json_w_raw(w, "]", 1);
+		CB_JSON_W_LIT(w, "]");
 }
 
 static bool unwrap_action(struct cb_irc_str *text)
@@ -297,54 +297,70 @@ static void usernotice_action_emotes(const struct cb_twitch_msg *t,
 	}
 }
 
-int cb_chatmsg_from_twitch(const struct cb_irc_msg *m,
-			   const struct cb_twitch_msg *t, int64_t received_ms,
-			   bool emit_events, struct cb_chatmsg *out, char *buf,
-			   size_t cap, char *errstr, size_t errstr_size)
-{
+/*
+ * What a Twitch message becomes, between the three steps of
+ * cb_chatmsg_from_twitch: parse (the kind decides the type and the
+ * fields), validate (channel, text, time, id) and emit (the JSON).
+ */
+struct chat_fields {
+	const char *what; /* the command, for reasons */
+	int type;         /* enum of type_names */
+	bool chat;        /* a PRIVMSG: a ChatMessage, not an event */
+	bool is_action;
+	struct cb_irc_str user_id, username, text, id_tag;
+	const struct cb_twitch_emotes *emotes;
 	/* Only for a USERNOTICE /me, whose ranges count the unwrapped text. */
 	struct cb_twitch_emotes un_emotes;
-	const struct cb_twitch_emotes *emotes = &t->emotes;
-	struct cb_irc_str user_id = t->user_id, username = t->user_login,
-			  text = t->text, id_tag = t->message_id;
-	const char *what = "PRIVMSG";
-	struct cb_json_w w;
-	bool is_action = t->is_action, chat = false;
-	int type, err;
-	size_t mid_off;
-	char mid[36];
+};
 
-	(void)m;
-	out->channel[0] = '\0';
-	out->channel_len = 0;
+/* Parse: the record type of t, or false when t makes no record. */
+static bool chat_parse(const struct cb_twitch_msg *t, bool emit_events,
+		       struct chat_fields *f)
+{
+	f->what = "PRIVMSG";
+	f->chat = false;
+	f->is_action = t->is_action;
+	f->user_id = t->user_id;
+	f->username = t->user_login;
+	f->text = t->text;
+	f->id_tag = t->message_id;
+	f->emotes = &t->emotes;
 	switch (t->kind) {
 	case CB_IRC_K_PRIVMSG:
-		type = CB_CT_MESSAGE;
-		chat = true;
+		f->type = CB_CT_MESSAGE;
+		f->chat = true;
 		break;
 	case CB_IRC_K_USERNOTICE:
-		type = usernotice_type(t->msg_id);
-		what = "USERNOTICE";
+		f->type = usernotice_type(t->msg_id);
+		f->what = "USERNOTICE";
 		break;
 	case CB_IRC_K_CLEARCHAT:
-		type = t->target_user.p == NULL ? CB_CT_CLEARCHAT
-		       : t->has_ban_duration    ? CB_CT_TIMEOUT
-						: CB_CT_BAN;
-		what = "CLEARCHAT";
+		f->type = t->target_user.p == NULL ? CB_CT_CLEARCHAT
+			  : t->has_ban_duration    ? CB_CT_TIMEOUT
+						   : CB_CT_BAN;
+		f->what = "CLEARCHAT";
 		break;
 	case CB_IRC_K_CLEARMSG:
-		type = CB_CT_CLEARMSG;
-		what = "CLEARMSG";
+		f->type = CB_CT_CLEARMSG;
+		f->what = "CLEARMSG";
 		break;
 	default:
-		return CB_CHATMSG_NONE;
+		return false;
 	}
-	if (!chat && !emit_events)
-		return CB_CHATMSG_NONE;
+	return f->chat || emit_events;
+}
+
+/* Validate: the channel, the per-kind fields, the time and the id into
+ * out.  Returns 0 or CB_E_PARSE with the reason. */
+static int chat_validate(const struct cb_twitch_msg *t, int64_t received_ms,
+			 struct chat_fields *f, struct cb_chatmsg *out,
+			 char *errstr, size_t errstr_size)
+{
+	int err;
 
 	if (t->channel.p == NULL)
 		return cb_seterr(errstr, errstr_size, CB_E_PARSE,
-				 "%s without channel", what);
+				 "%s without channel", f->what);
 	err = cb_channel_normalize(t->channel.p, t->channel.len, out->channel,
 				   NULL, 0);
 	if (err != 0) {
@@ -352,36 +368,37 @@ int cb_chatmsg_from_twitch(const struct cb_irc_msg *m,
 		return cb_seterr(errstr, errstr_size, CB_E_PARSE,
 				 "%s channel is not a Twitch login "
 				 "(1..25 of a-z 0-9 _)",
-				 what);
+				 f->what);
 	}
 	out->channel_len = strlen(out->channel);
-	out->type = type;
+	out->type = f->type;
 
 	switch (t->kind) {
 	case CB_IRC_K_PRIVMSG:
-		if (text.p == NULL)
+		if (f->text.p == NULL)
 			return cb_seterr(errstr, errstr_size, CB_E_PARSE,
 					 "PRIVMSG without text");
-		if (text.len == 0)
+		if (f->text.len == 0)
 			return cb_seterr(errstr, errstr_size, CB_E_PARSE,
 					 "PRIVMSG with empty text");
-		if (username.p == NULL)
-			username = t->login;
+		if (f->username.p == NULL)
+			f->username = t->login;
 		break;
 	case CB_IRC_K_USERNOTICE:
-		if (text.p != NULL && unwrap_action(&text)) {
-			is_action = true;
+		if (f->text.p != NULL && unwrap_action(&f->text)) {
+			f->is_action = true;
 			if (t->emotes_tag.len > 0) {
-				usernotice_action_emotes(t, text, &un_emotes);
-				emotes = &un_emotes;
+				usernotice_action_emotes(t, f->text,
+							 &f->un_emotes);
+				f->emotes = &f->un_emotes;
 			}
 		}
-		if (text.p == NULL)
-			text = t->system_msg;
+		if (f->text.p == NULL)
+			f->text = t->system_msg;
 		break;
 	case CB_IRC_K_CLEARCHAT:
-		user_id = t->target_user_id;
-		username = t->target_user;
+		f->user_id = t->target_user_id;
+		f->username = t->target_user;
 		break;
 	default:
 		break;
@@ -390,47 +407,88 @@ int cb_chatmsg_from_twitch(const struct cb_irc_msg *m,
 	out->timestamp_ms = t->has_tmi_sent_ts && t->tmi_sent_ts > 0
 				    ? t->tmi_sent_ts
 				    : received_ms;
-	if (cb_chatmsg_parse_uuid(id_tag.p, id_tag.len, out->message_id)) {
+	if (cb_chatmsg_parse_uuid(f->id_tag.p, f->id_tag.len,
+				  out->message_id)) {
 		out->message_id_derived = false;
 	} else {
-		struct cb_irc_str who = present(user_id) ? user_id : username;
+		struct cb_irc_str who =
+			present(f->user_id) ? f->user_id : f->username;
 
 		cb_chatmsg_derive_uuid(out->channel, out->channel_len,
 				       out->timestamp_ms, who.p, who.len,
-				       text.p, text.len, out->message_id);
+				       f->text.p, f->text.len, out->message_id);
 		out->message_id_derived = true;
 	}
-	cb_chatmsg_format_uuid(out->message_id, mid);
+	return 0;
+}
 
+/* The reply_parent object of a threaded reply. */
+static void reply_parent_obj(struct cb_json_w *w, const struct cb_twitch_msg *t)
+{
+	bool first = true;
+	const struct {
+		const char *key;
+		struct cb_irc_str v;
+	} rp[] = {
+		{"message_id", t->reply_parent.message_id},
+		{"user_id", t->reply_parent.user_id},
+		{"username", t->reply_parent.user_login},
+		{"display_name", t->reply_parent.display_name},
+		{"message", t->reply_parent.text},
+	};
+
+	CB_JSON_W_LIT(w, ",\"reply_parent\":{");
+	for (size_t i = 0; i < sizeof(rp) / sizeof(rp[0]); i++) {
+		if (rp[i].v.p == NULL)
+			continue;
+		cb_json_w_key(w, rp[i].key, first);
+		cb_json_w_str(w, rp[i].v.p, rp[i].v.len);
+		first = false;
+	}
+	CB_JSON_W_LIT(w, "}");
+}
+
+/* Emit: the JSON into buf and the dedupe key into out.  Returns
+ * CB_CHATMSG_CHAT or _EVENT, or CB_E_TOOBIG. */
+static int chat_emit(const struct cb_twitch_msg *t, int64_t received_ms,
+		     const struct chat_fields *f, struct cb_chatmsg *out,
+		     char *buf, size_t cap, char *errstr, size_t errstr_size)
+{
+	struct cb_json_w w;
+	bool chat = f->chat;
+	size_t mid_off;
+	char mid[36];
+
+	cb_chatmsg_format_uuid(out->message_id, mid);
 	cb_json_w_init(&w, buf, cap);
-	cb_json_w_raw(&w, "{\"channel_id\":", 14);
+	CB_JSON_W_LIT(&w, "{\"channel_id\":");
 	cb_json_w_str(&w, out->channel, out->channel_len);
-	cb_json_w_raw(&w, ",\"user_id\":", 11);
-	str_or_empty(&w, user_id);
-	cb_json_w_raw(&w, ",\"username\":", 12);
-	str_or_empty(&w, username);
-	cb_json_w_raw(&w, ",\"message\":", 11);
-	str_or_empty(&w, text);
-	cb_json_w_raw(&w, ",\"timestamp\":", 13);
+	CB_JSON_W_LIT(&w, ",\"user_id\":");
+	str_or_empty(&w, f->user_id);
+	CB_JSON_W_LIT(&w, ",\"username\":");
+	str_or_empty(&w, f->username);
+	CB_JSON_W_LIT(&w, ",\"message\":");
+	str_or_empty(&w, f->text);
+	CB_JSON_W_LIT(&w, ",\"timestamp\":");
 	cb_json_w_int(&w, out->timestamp_ms);
-	cb_json_w_raw(&w, ",\"emotes\":", 10);
-	emote_names(&w, emotes);
-	cb_json_w_raw(&w, ",\"message_id\":\"", 15);
+	CB_JSON_W_LIT(&w, ",\"emotes\":");
+	emote_names(&w, f->emotes);
+	CB_JSON_W_LIT(&w, ",\"message_id\":\"");
 	mid_off = w.len;
 	cb_json_w_raw(&w, mid, sizeof(mid));
-	cb_json_w_raw(&w, "\"", 1);
+	CB_JSON_W_LIT(&w, "\"");
 	opt_str(&w, "display_name", t->display_name);
 	opt_str(&w, "room_id", t->room_id);
-	cb_json_w_raw(&w, ",\"type\":\"", 9);
-	cb_json_w_raw(&w, type_names[type], strlen(type_names[type]));
-	cb_json_w_raw(&w, "\"", 1);
+	CB_JSON_W_LIT(&w, ",\"type\":\"");
+	cb_json_w_raw(&w, type_names[f->type], strlen(type_names[f->type]));
+	CB_JSON_W_LIT(&w, "\"");
 	if (!chat) {
 		opt_str(&w, "msg_id", t->msg_id);
 		opt_str(&w, "system_msg", t->system_msg);
 		opt_str(&w, "target_user", t->target_user);
 		opt_str(&w, "target_user_id", t->target_user_id);
 		if (t->kind == CB_IRC_K_CLEARCHAT && t->has_ban_duration) {
-			cb_json_w_raw(&w, ",\"ban_duration\":", 16);
+			CB_JSON_W_LIT(&w, ",\"ban_duration\":");
 			cb_json_w_int(&w, t->ban_duration);
 		}
 		opt_str(&w, "target_message_id", t->target_message_id);
@@ -439,66 +497,65 @@ int cb_chatmsg_from_twitch(const struct cb_irc_msg *m,
 	badges_obj(&w, "badges", t->badges, t->nbadges);
 	badges_obj(&w, "badge_info", t->badge_info, t->nbadge_info);
 	if (chat) {
-		cb_json_w_raw(&w, ",\"bits\":", 8);
+		CB_JSON_W_LIT(&w, ",\"bits\":");
 		cb_json_w_int(&w, t->has_bits && t->bits > 0 ? t->bits : 0);
 	}
 	if (chat || t->kind == CB_IRC_K_USERNOTICE ||
 	    t->kind == CB_IRC_K_CLEARMSG) {
-		cb_json_w_raw(&w, ",\"is_action\":", 13);
-		cb_json_w_bool(&w, is_action);
+		CB_JSON_W_LIT(&w, ",\"is_action\":");
+		cb_json_w_bool(&w, f->is_action);
 	}
 	if (chat) {
-		cb_json_w_raw(&w, ",\"first_msg\":", 13);
+		CB_JSON_W_LIT(&w, ",\"first_msg\":");
 		cb_json_w_bool(&w, t->first_msg);
 	}
-	emote_details(&w, emotes);
-	if (chat && t->has_reply_parent) {
-		bool first = true;
-		const struct {
-			const char *key;
-			struct cb_irc_str v;
-		} rp[] = {
-			{"message_id", t->reply_parent.message_id},
-			{"user_id", t->reply_parent.user_id},
-			{"username", t->reply_parent.user_login},
-			{"display_name", t->reply_parent.display_name},
-			{"message", t->reply_parent.text},
-		};
-
-		cb_json_w_raw(&w, ",\"reply_parent\":{", 17);
-		for (size_t i = 0; i < sizeof(rp) / sizeof(rp[0]); i++) {
-			if (rp[i].v.p == NULL)
-				continue;
-			cb_json_w_key(&w, rp[i].key, first);
-			cb_json_w_str(&w, rp[i].v.p, rp[i].v.len);
-			first = false;
-		}
-		cb_json_w_raw(&w, "}", 1);
-	}
+	emote_details(&w, f->emotes);
+	if (chat && t->has_reply_parent)
+		reply_parent_obj(&w, t);
 	opt_str(&w, "source_room_id", t->source_room_id);
 	opt_str(&w, "source_message_id", t->source_id);
-	cb_json_w_raw(&w, ",\"received_at\":", 15);
+	CB_JSON_W_LIT(&w, ",\"received_at\":");
 	cb_json_w_int(&w, received_ms);
-	cb_json_w_raw(&w, "}", 1);
+	CB_JSON_W_LIT(&w, "}");
 	if (w.overflow)
 		return cb_seterr(errstr, errstr_size, CB_E_TOOBIG,
 				 "%s record of %zu bytes exceeds its buffer "
 				 "of %zu",
-				 what, w.len, cap);
+				 f->what, w.len, cap);
 
 	out->json = buf;
 	out->json_len = w.len;
 	if (present(t->source_id)) {
 		out->dedupe = t->source_id.p;
 		out->dedupe_len = t->source_id.len;
-	} else if (present(id_tag)) {
-		out->dedupe = id_tag.p;
-		out->dedupe_len = id_tag.len;
+	} else if (present(f->id_tag)) {
+		out->dedupe = f->id_tag.p;
+		out->dedupe_len = f->id_tag.len;
 	} else {
 		out->dedupe = buf + mid_off;
 		out->dedupe_len = sizeof(mid);
 	}
 	return chat ? CB_CHATMSG_CHAT : CB_CHATMSG_EVENT;
+}
+
+int cb_chatmsg_from_twitch(const struct cb_irc_msg *m,
+			   const struct cb_twitch_msg *t, int64_t received_ms,
+			   bool emit_events, struct cb_chatmsg *out, char *buf,
+			   size_t cap, char *errstr, size_t errstr_size)
+{
+	struct chat_fields f;
+	int err;
+
+	(void)m;
+	out->channel[0] = '\0';
+	out->channel_len = 0;
+	if (!chat_parse(t, emit_events, &f))
+		return CB_CHATMSG_NONE;
+	err = chat_validate(t, received_ms, &f, out, errstr, errstr_size);
+	if (err != 0)
+		return err;
+	return chat_emit(t, received_ms, &f, out, buf, cap, errstr,
+			 errstr_size);
 }
 
 int cb_chatmsg_from_irc(const struct cb_irc_msg *m, int64_t received_ms,
@@ -537,7 +594,7 @@ int cb_chatmsg_dlq(const char *raw, size_t raw_len, const char *reason,
 	if (raw == NULL)
 		raw_len = 0;
 	cb_json_w_init(&w, buf, cap);
-	cb_json_w_raw(&w, "{", 1);
+	CB_JSON_W_LIT(&w, "{");
 	if (reason != NULL) {
 		cb_json_w_key(&w, "reason", first);
 		cb_json_w_str(&w, reason, strlen(reason));
@@ -555,18 +612,18 @@ int cb_chatmsg_dlq(const char *raw, size_t raw_len, const char *reason,
 		size_t room, need;
 
 		cb_json_w_key(&w, "raw_base64", first);
-		cb_json_w_raw(&w, "\"", 1);
+		CB_JSON_W_LIT(&w, "\"");
 		room = w.overflow ? 0 : w.cap - w.len;
 		need = cb_json_base64(w.overflow ? w.buf : w.buf + w.len, room,
 				      raw, raw_len);
 		if (need > room)
 			w.overflow = true;
 		w.len += need;
-		cb_json_w_raw(&w, "\"", 1);
+		CB_JSON_W_LIT(&w, "\"");
 	}
-	cb_json_w_raw(&w, ",\"received_at\":", 15);
+	CB_JSON_W_LIT(&w, ",\"received_at\":");
 	cb_json_w_int(&w, received_ms);
-	cb_json_w_raw(&w, "}", 1);
+	CB_JSON_W_LIT(&w, "}");
 	if (len != NULL)
 		*len = w.len;
 	return w.overflow ? CB_E_TOOBIG : 0;

@@ -29,9 +29,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "chatbattle/clock.h"
 #include "chatbattle/cmd.h"
@@ -41,6 +39,7 @@
 #include "chatbattle/err.h"
 #include "chatbattle/irc_msg.h"
 #include "chatbattle/kafka.h"
+#include "chatbattle/tls.h"
 
 /* Kafka metadata and the whole Twitch probe (connect, TLS, login). */
 #define CHECK_TIMEOUT_MS 10000
@@ -208,17 +207,6 @@ static int remaining(const struct irc_probe *p)
 	return left > 0 ? (int)left : 0;
 }
 
-static void tls_why(char *buf, size_t size)
-{
-	unsigned long e = ERR_get_error();
-
-	if (e == 0)
-		snprintf(buf, size, "%s", strerror(errno ? errno : EPROTO));
-	else
-		ERR_error_string_n(e, buf, size);
-	ERR_clear_error();
-}
-
 static int tcp_connect(struct irc_probe *p, const char *host, int port,
 		       char *errstr, size_t errstr_size)
 {
@@ -289,40 +277,20 @@ static bool wait_fd(struct irc_probe *p, short events)
 static int tls_start(struct irc_probe *p, const struct cb_config *cfg,
 		     char *errstr, size_t errstr_size)
 {
-	struct in6_addr a6;
-	struct in_addr a4;
 	const char *host = cfg->irc_host;
 	char why[256];
 	int rc;
 
-	p->ctx = SSL_CTX_new(TLS_client_method());
-	if (p->ctx == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(p->ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(p->ctx, SSL_VERIFY_PEER, NULL);
-	if ((cfg->irc_ca_file[0] != '\0'
-		     ? SSL_CTX_load_verify_locations(p->ctx, cfg->irc_ca_file,
-						     NULL)
-		     : SSL_CTX_set_default_verify_paths(p->ctx)) != 1) {
-		tls_why(why, sizeof(why));
-		return cb_seterr(errstr, errstr_size, CB_E_TLS,
-				 "CA certificates (%s): %s",
-				 cfg->irc_ca_file[0] != '\0' ? cfg->irc_ca_file
-							     : "system store",
-				 why);
-	}
+	rc = cb_tls_client_ctx(&p->ctx, cfg->irc_ca_file, "irc_ca_file",
+			       errstr, errstr_size);
+	if (rc != 0)
+		return rc;
 	p->ssl = SSL_new(p->ctx);
 	if (p->ssl == NULL)
 		goto fail;
-	if (inet_pton(AF_INET, host, &a4) == 1 ||
-	    inet_pton(AF_INET6, host, &a6) == 1) {
-		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(p->ssl),
-						  host) != 1)
-			goto fail;
-	} else if (SSL_set_tlsext_host_name(p->ssl, host) != 1 ||
-		   SSL_set1_host(p->ssl, host) != 1) {
-		goto fail;
-	}
+	rc = cb_tls_prepare(p->ssl, host, errstr, errstr_size);
+	if (rc != 0)
+		return rc;
 	SSL_set_fd(p->ssl, p->fd);
 	while ((rc = SSL_connect(p->ssl)) != 1) {
 		int e = SSL_get_error(p->ssl, rc);
@@ -336,18 +304,11 @@ static int tls_start(struct irc_probe *p, const struct cb_config *cfg,
 					 "TLS handshake with %s:%lld timed "
 					 "out",
 					 host, (long long)cfg->irc_port);
-		if (SSL_get_verify_result(p->ssl) != X509_V_OK)
-			return cb_seterr(
-				errstr, errstr_size, CB_E_TLS,
-				"TLS handshake with %s:%lld: certificate: %s",
-				host, (long long)cfg->irc_port,
-				X509_verify_cert_error_string(
-					SSL_get_verify_result(p->ssl)));
 		goto fail;
 	}
 	return 0;
 fail:
-	tls_why(why, sizeof(why));
+	cb_tls_reason(p->ssl, 0, why, sizeof(why));
 	return cb_seterr(errstr, errstr_size, CB_E_TLS,
 			 "TLS handshake with %s:%lld: %s", host,
 			 (long long)cfg->irc_port, why);

@@ -71,7 +71,7 @@ static int print_row(void *ctx, const struct cb_cql_message *m)
 	cb_jw_key(&h->w, "message_id");
 	cb_jw_str(&h->w, uuid, sizeof(uuid));
 	cb_jw_close(&h->w, '}');
-	cb_jw_raw(&h->w, "\n", 1);
+	CB_JW_LIT(&h->w, "\n");
 	if (h->w.oom)
 		return h->cb_err = CB_E_NOMEM;
 	if (fwrite(h->w.buf, 1, h->w.len, stdout) != h->w.len)

@@ -685,33 +685,14 @@ struct pending_flag {
 	const char *name;
 };
 
-int cb_config_load(struct cb_config *cfg, int argc, char **argv, char *errstr,
-		   size_t errstr_size)
+/* The getopt tables of the settings table: shortopts (room for
+ * 3 * CB_OPT_COUNT + 8) and longopts (room for 2 * CB_OPT_COUNT + 8). */
+static void getopt_tables(char *shortopts, struct option *longopts)
 {
-	struct option *longopts = NULL;
-	struct pending_flag *flags = NULL;
-	char shortopts[3 * CB_OPT_COUNT + 8];
-	char **args = NULL;
-	size_t nlong = 0, nflags = 0, ns = 0;
-	const char *config_path = NULL;
-	bool appended[CB_OPT_COUNT] = {false};
-	int err = 0, c, first = 1;
+	/* "--no-<flag>" names live in one buffer so they outlive getopt. */
+	static char negbuf[CB_OPT_COUNT][64];
+	size_t nlong = 0, ns = 0;
 
-	/* The subcommand, if any, comes first. */
-	if (argc > 1 && argv[1][0] != '-') {
-		cfg->command = argv[1];
-		first = 2;
-	}
-
-	longopts = calloc(2 * CB_OPT_COUNT + 8, sizeof(*longopts));
-	flags = calloc((size_t)argc + 1, sizeof(*flags));
-	args = calloc((size_t)argc + 1, sizeof(*args));
-	if (longopts == NULL || flags == NULL || args == NULL) {
-		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
-				"out of memory");
-		goto out;
-	}
-	ns = 0;
 	shortopts[ns++] = ':';
 	shortopts[ns++] = 'h';
 	shortopts[ns++] = 'V';
@@ -732,10 +713,12 @@ int cb_config_load(struct cb_config *cfg, int argc, char **argv, char *errstr,
 		longopts[nlong++] = (struct option){
 			d->long_flag, b ? optional_argument : required_argument,
 			NULL, FLAG_SETTING + i};
-		if (b)
-			longopts[nlong++] = (struct option){NULL, no_argument,
-							    NULL,
-							    FLAG_NEGATE + i};
+		if (b) {
+			snprintf(negbuf[i], sizeof(negbuf[i]), "no-%s",
+				 d->long_flag);
+			longopts[nlong++] = (struct option){
+				negbuf[i], no_argument, NULL, FLAG_NEGATE + i};
+		}
 		if (d->short_flag != 0) {
 			shortopts[ns++] = (char)d->short_flag;
 			if (!b)
@@ -743,105 +726,98 @@ int cb_config_load(struct cb_config *cfg, int argc, char **argv, char *errstr,
 		}
 	}
 	shortopts[ns] = '\0';
+}
 
-	/* "--no-<flag>" names live in one buffer so they outlive getopt. */
-	{
-		static char negbuf[CB_OPT_COUNT][64];
-
-		for (size_t k = 0; k < nlong; k++) {
-			if (longopts[k].name == NULL &&
-			    longopts[k].val >= FLAG_NEGATE) {
-				int i = longopts[k].val - FLAG_NEGATE;
-
-				snprintf(negbuf[i], sizeof(negbuf[i]), "no-%s",
-					 cb_options[i].long_flag);
-				longopts[k].name = negbuf[i];
-			}
-		}
-	}
+/*
+ * Parse: the command line into cfg's actions (help, version,
+ * print-config), *config_path, the setting flags in order (flags[],
+ * *nflags; applied later) and the arguments (args[], cfg->nargs).
+ * Returns 0 or CB_E_CONFIG naming the bad option.
+ */
+static int parse_flags(struct cb_config *cfg, int sub_argc, char **sub_argv,
+		       const char *shortopts, const struct option *longopts,
+		       struct pending_flag *flags, size_t *nflags,
+		       const char **config_path, char **args, char *errstr,
+		       size_t errstr_size)
+{
+	int c;
 
 	optind = 0; /* full re-initialization (GNU) */
 	opterr = 0;
-	{
-		int sub_argc = argc - (first - 1);
-		char **sub_argv = argv + (first - 1);
+	while ((c = getopt_long(sub_argc, sub_argv, shortopts, longopts,
+				NULL)) != -1) {
+		const char *opt = sub_argv[optind - 1];
 
-		while ((c = getopt_long(sub_argc, sub_argv, shortopts,
-					longopts, NULL)) != -1) {
-			const char *opt = sub_argv[optind - 1];
-
-			if (c == '?' || c == ':') {
-				if (optopt != 0 && optopt < 256)
-					err = cb_seterr(
-						errstr, errstr_size,
-						CB_E_CONFIG,
-						c == ':' ? "-%c: needs a value"
-							 : "-%c: unknown option",
-						optopt);
-				else
-					err = cb_seterr(
-						errstr, errstr_size,
-						CB_E_CONFIG,
-						c == ':' ? "%s: needs a value"
-							 : "%s: unknown option "
-							   "(see --help)",
-						opt);
-				goto out;
-			}
-			if (c == 'h' || c == FLAG_HELP) {
-				cfg->show_help = true;
-				continue;
-			}
-			if (c == 'V' || c == FLAG_VERSION) {
-				cfg->show_version = true;
-				continue;
-			}
-			if (c == 'f' || c == FLAG_CONFIG) {
-				config_path = optarg;
-				continue;
-			}
-			if (c == FLAG_PRINT_CONFIG) {
-				cfg->print_config = true;
-				continue;
-			}
-			if (c >= FLAG_NEGATE) {
-				flags[nflags++] = (struct pending_flag){
-					c - FLAG_NEGATE, "false",
-					cb_options[c - FLAG_NEGATE].long_flag};
-				continue;
-			}
-			if (c >= FLAG_SETTING) {
-				c -= FLAG_SETTING;
-			} else {
-				/* A short flag: find its row. */
-				int row = -1;
-
-				for (int i = 0; i < CB_OPT_COUNT && row < 0; i++)
-					if (cb_options[i].short_flag == c)
-						row = i;
-				if (row < 0) {
-					err = cb_seterr(errstr, errstr_size,
-							CB_E_CONFIG,
-							"-%c: unknown option",
-							c);
-					goto out;
-				}
-				c = row;
-			}
-			flags[nflags++] = (struct pending_flag){
-				c, optarg ? optarg : "true",
-				cb_options[c].long_flag};
+		if (c == '?' || c == ':') {
+			if (optopt != 0 && optopt < 256)
+				return cb_seterr(errstr, errstr_size,
+						 CB_E_CONFIG,
+						 c == ':' ? "-%c: needs a value"
+							  : "-%c: unknown option",
+						 optopt);
+			return cb_seterr(errstr, errstr_size, CB_E_CONFIG,
+					 c == ':' ? "%s: needs a value"
+						  : "%s: unknown option "
+						    "(see --help)",
+					 opt);
 		}
-		for (int i = optind; i < sub_argc; i++)
-			args[cfg->nargs++] = sub_argv[i];
+		if (c == 'h' || c == FLAG_HELP) {
+			cfg->show_help = true;
+			continue;
+		}
+		if (c == 'V' || c == FLAG_VERSION) {
+			cfg->show_version = true;
+			continue;
+		}
+		if (c == 'f' || c == FLAG_CONFIG) {
+			*config_path = optarg;
+			continue;
+		}
+		if (c == FLAG_PRINT_CONFIG) {
+			cfg->print_config = true;
+			continue;
+		}
+		if (c >= FLAG_NEGATE) {
+			flags[(*nflags)++] = (struct pending_flag){
+				c - FLAG_NEGATE, "false",
+				cb_options[c - FLAG_NEGATE].long_flag};
+			continue;
+		}
+		if (c >= FLAG_SETTING) {
+			c -= FLAG_SETTING;
+		} else {
+			/* A short flag: find its row. */
+			int row = -1;
+
+			for (int i = 0; i < CB_OPT_COUNT && row < 0; i++)
+				if (cb_options[i].short_flag == c)
+					row = i;
+			if (row < 0)
+				return cb_seterr(errstr, errstr_size,
+						 CB_E_CONFIG,
+						 "-%c: unknown option", c);
+			c = row;
+		}
+		flags[(*nflags)++] = (struct pending_flag){
+			c, optarg ? optarg : "true", cb_options[c].long_flag};
 	}
-	cfg->args = args;
-	args = NULL;
+	for (int i = optind; i < sub_argc; i++)
+		args[cfg->nargs++] = sub_argv[i];
+	return 0;
+}
 
-	if (cfg->show_help || cfg->show_version)
-		goto out;
+/*
+ * Apply: the config file, then the environment, then the flags (later
+ * sources override); each value is validated by cb_config_set.  Returns 0
+ * or CB_E_CONFIG saying which source and setting.
+ */
+static int apply_sources(struct cb_config *cfg, const char *config_path,
+			 const struct pending_flag *flags, size_t nflags,
+			 char *errstr, size_t errstr_size)
+{
+	bool appended[CB_OPT_COUNT] = {false};
+	int err;
 
-	/* File, then environment, then flags: later sources override. */
 	if (config_path == NULL)
 		config_path = getenv("CHATBATTLE_CONFIG");
 	if (config_path == NULL && access(DEFAULT_CONFIG_PATH, F_OK) == 0)
@@ -851,11 +827,11 @@ int cb_config_load(struct cb_config *cfg, int argc, char **argv, char *errstr,
 		err = cb_config_load_file(cfg, config_path, errstr,
 					  errstr_size);
 		if (err != 0)
-			goto out;
+			return err;
 	}
 	err = cb_config_load_env(cfg, errstr, errstr_size);
 	if (err != 0)
-		goto out;
+		return err;
 	for (size_t k = 0; k < nflags; k++) {
 		char where[128], reason[512];
 		int id = flags[k].id;
@@ -864,14 +840,51 @@ int cb_config_load(struct cb_config *cfg, int argc, char **argv, char *errstr,
 		err = cb_config_set(cfg, (enum cb_opt_id)id, flags[k].value,
 				    CB_SRC_FLAG, where, appended[id], reason,
 				    sizeof(reason));
-		if (err != 0) {
-			err = cb_seterr(errstr, errstr_size, CB_E_CONFIG,
-					"command line --%s: %s", flags[k].name,
-					reason);
-			goto out;
-		}
+		if (err != 0)
+			return cb_seterr(errstr, errstr_size, CB_E_CONFIG,
+					 "command line --%s: %s",
+					 flags[k].name, reason);
 		appended[id] = true;
 	}
+	return 0;
+}
+
+int cb_config_load(struct cb_config *cfg, int argc, char **argv, char *errstr,
+		   size_t errstr_size)
+{
+	struct option *longopts = NULL;
+	struct pending_flag *flags = NULL;
+	char shortopts[3 * CB_OPT_COUNT + 8];
+	char **args = NULL;
+	size_t nflags = 0;
+	const char *config_path = NULL;
+	int err = 0, first = 1;
+
+	/* The subcommand, if any, comes first. */
+	if (argc > 1 && argv[1][0] != '-') {
+		cfg->command = argv[1];
+		first = 2;
+	}
+	longopts = calloc(2 * CB_OPT_COUNT + 8, sizeof(*longopts));
+	flags = calloc((size_t)argc + 1, sizeof(*flags));
+	args = calloc((size_t)argc + 1, sizeof(*args));
+	if (longopts == NULL || flags == NULL || args == NULL) {
+		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
+				"out of memory");
+		goto out;
+	}
+	getopt_tables(shortopts, longopts);
+	err = parse_flags(cfg, argc - (first - 1), argv + (first - 1),
+			  shortopts, longopts, flags, &nflags, &config_path,
+			  args, errstr, errstr_size);
+	if (err != 0)
+		goto out;
+	cfg->args = args;
+	args = NULL;
+	if (cfg->show_help || cfg->show_version)
+		goto out;
+	err = apply_sources(cfg, config_path, flags, nflags, errstr,
+			    errstr_size);
 out:
 	free(args);
 	free(flags);

@@ -55,6 +55,7 @@
 #include "chatbattle/metrics.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "chatbattle/tls.h"
 #include "cql_int.h"
 
 #define SUBSYS "cql"
@@ -69,7 +70,7 @@
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 10000
 #define FIFO_ROWS 65536u        /* rows outstanding per Kafka partition */
-#define PARTS_MAX 4096          /* Kafka partitions we track */
+#define PARTS_MAX CB_PARTITIONS_MAX /* Kafka partitions we track */
 #define READ_HIGH_WATER (8u << 20)
 /* Buffer bytes of the requests in use: the memory bound of the writer (a
  * request keeps its buffer for reuse, and the free list is LIFO, so the
@@ -950,7 +951,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 			conn_fail(c, "cannot resolve: %s",
 				  evutil_gai_strerror(dns));
 		} else if (e != 0) {
-			ERR_error_string_n(e, tmp, sizeof(tmp));
+			cb_tls_reason(NULL, e, tmp, sizeof(tmp));
 			conn_fail(c, "TLS: %s", tmp);
 		} else if (what & BEV_EVENT_EOF) {
 			conn_fail(c, "closed by the server");

@@ -29,6 +29,7 @@
 #include "chatbattle/cql_frame.h"
 #include "chatbattle/err.h"
 #include "chatbattle/log.h"
+#include "chatbattle/tls.h"
 #include "cql_int.h"
 
 #define SUBSYS "cql"
@@ -114,65 +115,20 @@ bad:
 	return 0;
 }
 
-static void tls_reason(char *buf, size_t size)
-{
-	unsigned long e = ERR_get_error();
-
-	if (e == 0)
-		snprintf(buf, size, "unknown TLS error");
-	else
-		ERR_error_string_n(e, buf, size);
-	ERR_clear_error();
-}
-
 SSL_CTX *cb_cql_tls_ctx(const struct cb_config *cfg, char *errstr,
 			size_t errstr_size)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	char why[256];
-	int ok;
+	SSL_CTX *ctx = NULL;
 
-	if (ctx == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (cfg->cassandra_ca_file != NULL && cfg->cassandra_ca_file[0] != '\0')
-		ok = SSL_CTX_load_verify_locations(ctx, cfg->cassandra_ca_file,
-						   NULL);
-	else
-		ok = SSL_CTX_set_default_verify_paths(ctx);
-	if (ok != 1)
-		goto fail;
+	cb_tls_client_ctx(&ctx, cfg->cassandra_ca_file, "cassandra_ca_file",
+			  errstr, errstr_size);
 	return ctx;
-fail:
-	tls_reason(why, sizeof(why));
-	SSL_CTX_free(ctx);
-	cb_seterr(errstr, errstr_size, CB_E_TLS,
-		  "Cassandra TLS setup (CA file '%s'): %s",
-		  cfg->cassandra_ca_file != NULL ? cfg->cassandra_ca_file : "",
-		  why);
-	return NULL;
 }
 
 int cb_cql_tls_prepare(SSL *ssl, const char *host, char *errstr,
 		       size_t errstr_size)
 {
-	X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
-	struct in6_addr a6;
-	struct in_addr a4;
-
-	if (inet_pton(AF_INET, host, &a4) == 1 ||
-	    inet_pton(AF_INET6, host, &a6) == 1) {
-		if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1)
-			return cb_seterr(errstr, errstr_size, CB_E_TLS,
-					 "TLS: bad address %s", host);
-		return 0;
-	}
-	if (SSL_set_tlsext_host_name(ssl, host) != 1 ||
-	    SSL_set1_host(ssl, host) != 1)
-		return cb_seterr(errstr, errstr_size, CB_E_TLS,
-				 "TLS: cannot check host name %s", host);
-	return 0;
+	return cb_tls_prepare(ssl, host, errstr, errstr_size);
 }
 
 uint16_t cb_cql_cfg_consistency(const struct cb_config *cfg)
@@ -251,7 +207,7 @@ static int send_all(struct cb_cql_session *s, const uint8_t *p, size_t n,
 			if (SSL_write_ex(s->ssl, p, n, &done) != 1) {
 				char why[256];
 
-				tls_reason(why, sizeof(why));
+				cb_tls_reason(NULL, 0, why, sizeof(why));
 				return cb_seterr(errstr, errstr_size, CB_E_TLS,
 						 "Cassandra %s: TLS write: %s",
 						 s->host, why);
@@ -523,12 +479,7 @@ static int tls_start(struct cb_cql_session *s, const struct cb_config *cfg,
 		goto fail;
 	return 0;
 fail:
-	tls_reason(why, sizeof(why));
-	if (s->ssl != NULL &&
-	    SSL_get_verify_result(s->ssl) != X509_V_OK)
-		snprintf(why, sizeof(why), "certificate: %s",
-			 X509_verify_cert_error_string(
-				 SSL_get_verify_result(s->ssl)));
+	cb_tls_reason(s->ssl, 0, why, sizeof(why));
 	return cb_seterr(errstr, errstr_size, CB_E_TLS,
 			 "Cassandra %s: TLS handshake: %s", s->host, why);
 }

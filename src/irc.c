@@ -43,9 +43,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "chatbattle/app.h"
 #include "chatbattle/chatmsg.h"
@@ -59,6 +57,8 @@
 #include "chatbattle/oauth.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "chatbattle/thread.h"
+#include "chatbattle/tls.h"
 
 #define HDR_SIZE sizeof(struct cb_out_hdr)
 /* How much of an over-long line goes into its dead letter. */
@@ -125,8 +125,7 @@ struct cb_irc {
 	struct cb_app *app;
 	const struct cb_config *cfg;
 	struct cb_irc_tuning tune;
-	pthread_t thread;
-	bool thread_started;
+	struct cb_thread thread;
 	int stop_efd;
 	atomic_bool stopping;
 
@@ -808,23 +807,24 @@ static void conn_error_text(struct conn *c, short what, char *buf,
 	unsigned long e;
 	int dns = bufferevent_socket_get_dns_error(c->bev);
 	int sock_err = EVUTIL_SOCKET_ERROR();
-	long vr;
 
 	if (dns != 0) {
 		snprintf(buf, size, "cannot resolve %s: %s",
 			 c->irc->cfg->irc_host, evutil_gai_strerror(dns));
 		return;
 	}
-	if (ssl != NULL && (vr = SSL_get_verify_result(ssl)) != X509_V_OK) {
-		snprintf(buf, size, "TLS certificate verify failed: %s",
-			 X509_verify_cert_error_string(vr));
+	if (ssl != NULL && SSL_get_verify_result(ssl) != X509_V_OK) {
+		char tmp[160];
+
+		cb_tls_reason(ssl, 0, tmp, sizeof(tmp));
+		snprintf(buf, size, "TLS %.150s", tmp);
 		return;
 	}
 	if (c->bev != NULL &&
 	    (e = bufferevent_get_openssl_error(c->bev)) != 0) {
 		char tmp[160];
 
-		ERR_error_string_n(e, tmp, sizeof(tmp));
+		cb_tls_reason(NULL, e, tmp, sizeof(tmp));
 		while (bufferevent_get_openssl_error(c->bev) != 0)
 			;
 		snprintf(buf, size, "TLS error: %.100s", tmp);
@@ -890,50 +890,21 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_fail(c, "%s", why);
 }
 
-static bool host_is_ip(const char *host)
-{
-	unsigned char buf[16];
-
-	return inet_pton(AF_INET, host, buf) == 1 ||
-	       inet_pton(AF_INET6, host, buf) == 1;
-}
-
 static void conn_connect(struct conn *c)
 {
 	struct cb_irc *irc = c->irc;
 	const struct cb_config *cfg = irc->cfg;
 	const char *host = cfg->irc_host;
-	SSL *ssl = NULL;
+	char why[256];
 
 	conn_close_bev(c);
 	c->auth_failed = false;
-	if (cfg->irc_tls) {
-		ssl = SSL_new(irc->ssl_ctx);
-		if (ssl == NULL) {
-			conn_fail(c, "cannot create a TLS session");
-			return;
-		}
-		if (host_is_ip(host)) {
-			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
-		} else {
-			SSL_set_tlsext_host_name(ssl, host);
-			SSL_set_hostflags(ssl,
-					  X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-			SSL_set1_host(ssl, host);
-		}
-		c->bev = bufferevent_openssl_socket_new(
-			irc->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-			BEV_OPT_CLOSE_ON_FREE);
-		if (c->bev == NULL)
-			SSL_free(ssl);
-		else
-			bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-	} else {
-		c->bev = bufferevent_socket_new(irc->base, -1,
-						BEV_OPT_CLOSE_ON_FREE);
-	}
+	c->bev = cb_tls_bufferevent_new(irc->base,
+					cfg->irc_tls ? irc->ssl_ctx : NULL,
+					host, BEV_OPT_CLOSE_ON_FREE, why,
+					sizeof(why));
 	if (c->bev == NULL) {
-		conn_fail(c, "cannot create a connection");
+		conn_fail(c, "%s", why);
 		return;
 	}
 	bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
@@ -968,6 +939,7 @@ static void assign_channels(struct cb_irc *irc)
 	for (size_t k = 0; k < irc->nchans; k++) {
 		struct chan *ch = irc->chans[k];
 		struct conn *c;
+		bool fresh = false;
 
 		if (ch->conn != NULL || ch->state == CB_IRC_CHAN_FAILED)
 			continue;
@@ -978,13 +950,19 @@ static void assign_channels(struct cb_irc *irc)
 			c = conn_new(irc);
 			if (c == NULL)
 				return;
-			conn_connect(c);
+			fresh = true;
 		}
 		ch->conn = c;
 		c->nchans++;
 		chan_set_state(irc, ch, CB_IRC_CHAN_PENDING, NULL);
 		ch->attempts = 0;
 		changed = true;
+		/* Connect once the channel is on board: a connection that
+		 * fails at once (its TLS checks cannot be armed) then backs
+		 * off and says why in the channel's status, instead of being
+		 * buried as one that carries nothing. */
+		if (fresh)
+			conn_connect(c);
 	}
 	if (changed)
 		pump_joins(irc);
@@ -1945,30 +1923,8 @@ static void irc_free(struct cb_irc *irc)
 
 static int setup_tls(struct cb_irc *irc, char *errstr, size_t errstr_size)
 {
-	const char *ca = irc->cfg->irc_ca_file;
-	char why[256];
-
-	irc->ssl_ctx = SSL_CTX_new(TLS_client_method());
-	if (irc->ssl_ctx == NULL)
-		return cb_seterr(errstr, errstr_size, CB_E_TLS,
-				 "cannot create a TLS context");
-	SSL_CTX_set_min_proto_version(irc->ssl_ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(irc->ssl_ctx, SSL_VERIFY_PEER, NULL);
-	if (ca[0] != '\0') {
-		if (SSL_CTX_load_verify_locations(irc->ssl_ctx, ca, NULL) != 1) {
-			ERR_error_string_n(ERR_get_error(), why, sizeof(why));
-			ERR_clear_error();
-			return cb_seterr(errstr, errstr_size, CB_E_CONFIG,
-					 "irc_ca_file %s: cannot load CA "
-					 "certificates: %s",
-					 ca, why);
-		}
-	} else if (SSL_CTX_set_default_verify_paths(irc->ssl_ctx) != 1) {
-		ERR_clear_error();
-		return cb_seterr(errstr, errstr_size, CB_E_TLS,
-				 "cannot load the system CA store");
-	}
-	return 0;
+	return cb_tls_client_ctx(&irc->ssl_ctx, irc->cfg->irc_ca_file,
+				 "irc_ca_file", errstr, errstr_size);
 }
 
 static int setup_login(struct cb_irc *irc, char *errstr, size_t errstr_size)
@@ -2099,12 +2055,10 @@ int cb_irc_start_tuned(struct cb_app *app, const struct cb_irc_tuning *t,
 	event_base_once(irc->base, -1, EV_TIMEOUT, kickoff_cb, irc, &zero);
 	cb_health_set(CB_DEP_IRC, CB_DEP_UNKNOWN);
 	/* The thread owns the base from here (pthread_create orders it). */
-	if (pthread_create(&irc->thread, NULL, irc_main, irc) != 0) {
-		err = cb_seterr(errstr, errstr_size, CB_E_IO,
-				"cannot start the irc thread");
+	err = cb_thread_start(&irc->thread, irc_main, irc, "irc", errstr,
+			      errstr_size);
+	if (err != 0)
 		goto out;
-	}
-	irc->thread_started = true;
 	cb_info("irc", "%zu channel(s), %s login to %s:%d (%s)", irc->nchans,
 		irc->token[0] ? "OAuth" : "anonymous", cfg->irc_host,
 		(int)cfg->irc_port, cfg->irc_tls ? "TLS" : "plain TCP");
@@ -2126,16 +2080,10 @@ int cb_irc_start(struct cb_app *app, char *errstr, size_t errstr_size)
 void cb_irc_stop(struct cb_app *app)
 {
 	struct cb_irc *irc = app->irc;
-	uint64_t one = 1;
 
 	if (irc == NULL)
 		return;
-	atomic_store(&irc->stopping, true);
-	if (write(irc->stop_efd, &one, sizeof(one)) < 0) {
-		/* already signalled */
-	}
-	if (irc->thread_started)
-		pthread_join(irc->thread, NULL);
+	cb_thread_stop(&irc->thread, &irc->stopping, irc->stop_efd);
 	app->irc = NULL;
 	irc_free(irc);
 }

@@ -233,14 +233,14 @@ void cb_json_w_str(struct cb_json_w *w, const char *s, size_t n)
 {
 	size_t room, need;
 
-	cb_json_w_raw(w, "\"", 1);
+	CB_JSON_W_LIT(w, "\"");
 	room = w->overflow ? 0 : w->cap - w->len;
 	need = cb_json_escape(w->overflow ? w->buf : w->buf + w->len, room, s,
 			      n);
 	if (need > room)
 		w->overflow = true;
 	w->len += need;
-	cb_json_w_raw(w, "\"", 1);
+	CB_JSON_W_LIT(w, "\"");
 }
 
 void cb_json_w_int(struct cb_json_w *w, int64_t v)
@@ -262,9 +262,9 @@ void cb_json_w_int(struct cb_json_w *w, int64_t v)
 void cb_json_w_bool(struct cb_json_w *w, bool v)
 {
 	if (v)
-		cb_json_w_raw(w, "true", 4);
+		CB_JSON_W_LIT(w, "true");
 	else
-		cb_json_w_raw(w, "false", 5);
+		CB_JSON_W_LIT(w, "false");
 }
 
 void cb_json_w_key(struct cb_json_w *w, const char *key, bool first)
@@ -272,8 +272,8 @@ void cb_json_w_key(struct cb_json_w *w, const char *key, bool first)
 	size_t n = strlen(key);
 
 	if (!first)
-		cb_json_w_raw(w, ",", 1);
-	cb_json_w_raw(w, "\"", 1);
+		CB_JSON_W_LIT(w, ",");
+	CB_JSON_W_LIT(w, "\"");
 	cb_json_w_raw(w, key, n);
-	cb_json_w_raw(w, "\":", 2);
+	CB_JSON_W_LIT(w, "\":");
 }

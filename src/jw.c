@@ -58,7 +58,7 @@ void cb_jw_raw(struct cb_jw *w, const char *s, size_t n)
 static void sep(struct cb_jw *w)
 {
 	if (w->comma)
-		cb_jw_raw(w, ",", 1);
+		CB_JW_LIT(w, ",");
 	w->comma = true;
 }
 
@@ -93,7 +93,7 @@ void cb_jw_key(struct cb_jw *w, const char *key)
 {
 	sep(w);
 	put_str(w, key, strlen(key));
-	cb_jw_raw(w, ":", 1);
+	CB_JW_LIT(w, ":");
 	w->comma = false;
 }
 
@@ -128,7 +128,10 @@ void cb_jw_double(struct cb_jw *w, double v)
 void cb_jw_bool(struct cb_jw *w, bool v)
 {
 	sep(w);
-	cb_jw_raw(w, v ? "true" : "false", v ? 4 : 5);
+	if (v)
+		CB_JW_LIT(w, "true");
+	else
+		CB_JW_LIT(w, "false");
 }
 
 void cb_jw_base64(struct cb_jw *w, const uint8_t *p, size_t n)

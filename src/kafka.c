@@ -70,8 +70,53 @@ const char *cb_instance_id(const struct cb_config *cfg)
 	return instance_id;
 }
 
-int cb_kafka_conf_new(const struct cb_config *cfg, const char *role,
-		      rd_kafka_conf_t **out, char *errstr, size_t errstr_size)
+/* The value the user gave key in kafka_opt (the last one wins), or NULL. */
+static const char *user_value(const struct cb_config *cfg, const char *key)
+{
+	size_t n = strlen(key);
+	const char *v = NULL;
+
+	for (size_t i = 0; i < cfg->kafka_opt.n; i++)
+		if (strncmp(cfg->kafka_opt.v[i], key, n) == 0 &&
+		    cfg->kafka_opt.v[i][n] == '=')
+			v = cfg->kafka_opt.v[i] + n + 1;
+	return v;
+}
+
+static int set_props(rd_kafka_conf_t *conf, const struct cb_config *cfg,
+		     const char *role, const struct cb_kafka_prop *props,
+		     size_t nprops, int overridable, char *errstr,
+		     size_t errstr_size)
+{
+	int err = 0;
+
+	for (size_t i = 0; err == 0 && i < nprops; i++) {
+		const struct cb_kafka_prop *p = &props[i];
+		const char *v;
+
+		if (!p->user_may_override != !overridable)
+			continue;
+		v = user_value(cfg, p->key);
+		if (overridable && v != NULL) {
+			cb_warn("kafka", "%s: kafka_opt overrides %s "
+					 "(default %s)",
+				role, p->key, p->value);
+			continue;
+		}
+		if (!overridable && v != NULL && strcmp(v, p->value) != 0)
+			cb_warn("kafka", "%s: kafka_opt %s is not used: this "
+					 "client needs its own value",
+				role, p->key);
+		err = cb_kafka_conf_set(conf, p->key, p->value, errstr,
+					errstr_size);
+	}
+	return err;
+}
+
+int cb_kafka_conf_build(const struct cb_config *cfg, const char *role,
+			const struct cb_kafka_prop *props, size_t nprops,
+			rd_kafka_conf_t **out, char *errstr,
+			size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char client_id[256];
@@ -86,6 +131,9 @@ int cb_kafka_conf_new(const struct cb_config *cfg, const char *role,
 	if (err == 0)
 		err = cb_kafka_conf_set(conf, "client.id", client_id, errstr,
 					errstr_size);
+	if (err == 0)
+		err = set_props(conf, cfg, role, props, nprops, 1, errstr,
+				errstr_size);
 	for (size_t i = 0; err == 0 && i < cfg->kafka_opt.n; i++) {
 		const char *kv = cfg->kafka_opt.v[i];
 		const char *eq = strchr(kv, '=');
@@ -96,12 +144,22 @@ int cb_kafka_conf_new(const struct cb_config *cfg, const char *role,
 		err = cb_kafka_conf_set(conf, key, eq + 1, errstr,
 					errstr_size);
 	}
+	if (err == 0)
+		err = set_props(conf, cfg, role, props, nprops, 0, errstr,
+				errstr_size);
 	if (err != 0) {
 		rd_kafka_conf_destroy(conf);
 		return err;
 	}
 	*out = conf;
 	return 0;
+}
+
+int cb_kafka_conf_new(const struct cb_config *cfg, const char *role,
+		      rd_kafka_conf_t **out, char *errstr, size_t errstr_size)
+{
+	return cb_kafka_conf_build(cfg, role, NULL, 0, out, errstr,
+				   errstr_size);
 }
 
 void cb_kafka_health_start(struct cb_kafka_health *h)

@@ -19,12 +19,11 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "chatbattle/err.h"
 #include "chatbattle/oauth.h"
+#include "chatbattle/tls.h"
 
 /* A token response is a few hundred bytes; anything far larger is wrong. */
 #define OAUTH_BODY_MAX 65536
@@ -146,14 +145,6 @@ out:
 	explicit_bzero(&tok, sizeof(tok));
 }
 
-static bool is_ip(const char *host)
-{
-	unsigned char buf[16];
-
-	return inet_pton(AF_INET, host, buf) == 1 ||
-	       inet_pton(AF_INET6, host, buf) == 1;
-}
-
 static int add_param(struct evbuffer *b, const char *key, const char *value,
 		     bool first)
 {
@@ -217,36 +208,19 @@ int cb_oauth_refresh_start(struct event_base *base, struct evdns_base *dns,
 	r->done = done;
 	r->arg = arg;
 	if (https) {
-		SSL *ssl;
-
-		r->ssl_ctx = SSL_CTX_new(TLS_client_method());
-		if (r->ssl_ctx == NULL)
-			goto tls_fail;
-		SSL_CTX_set_min_proto_version(r->ssl_ctx, TLS1_2_VERSION);
-		SSL_CTX_set_verify(r->ssl_ctx, SSL_VERIFY_PEER, NULL);
-		if ((p->ca_file && p->ca_file[0]
-			     ? SSL_CTX_load_verify_locations(r->ssl_ctx,
-							     p->ca_file, NULL)
-			     : SSL_CTX_set_default_verify_paths(r->ssl_ctx)) !=
-		    1)
-			goto tls_fail;
-		ssl = SSL_new(r->ssl_ctx);
-		if (ssl == NULL)
-			goto tls_fail;
-		if (is_ip(host)) {
-			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
-		} else {
-			SSL_set_tlsext_host_name(ssl, host);
-			SSL_set1_host(ssl, host);
-		}
-		bev = bufferevent_openssl_socket_new(
-			base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-			BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		err = cb_tls_client_ctx(&r->ssl_ctx, p->ca_file,
+					"the token endpoint's CA file", errstr,
+					errstr_size);
+		if (err != 0)
+			goto out;
+		bev = cb_tls_bufferevent_new(base, r->ssl_ctx, host,
+					     BEV_OPT_CLOSE_ON_FREE |
+						     BEV_OPT_DEFER_CALLBACKS,
+					     errstr, errstr_size);
 		if (bev == NULL) {
-			SSL_free(ssl);
-			goto tls_fail;
+			err = CB_E_TLS;
+			goto out;
 		}
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	}
 	r->conn = evhttp_connection_base_bufferevent_new(base, dns, bev, host,
 							 (unsigned short)port);
@@ -292,10 +266,6 @@ int cb_oauth_refresh_start(struct event_base *base, struct evdns_base *dns,
 	*out = r;
 	r = NULL;
 	goto out;
-tls_fail:
-	ERR_clear_error();
-	err = cb_seterr(errstr, errstr_size, CB_E_TLS,
-			"cannot set up TLS for the token endpoint");
 out:
 	if (r != NULL)
 		req_free(r);

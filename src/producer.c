@@ -43,6 +43,7 @@
 #include "chatbattle/producer.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "chatbattle/thread.h"
 
 /* Records per ring batch: large enough to amortize the release, small
  * enough that a stalled batch holds little of the ring. */
@@ -56,8 +57,7 @@ struct cb_producer {
 	struct cb_ring *ring;
 	rd_kafka_t *rk;
 	rd_kafka_topic_t *t_msgs, *t_dlq;
-	pthread_t thread;
-	bool thread_started;
+	struct cb_thread thread;
 	atomic_bool stopping;
 
 	/* producer thread only */
@@ -307,22 +307,28 @@ static void *producer_main(void *arg)
 	return NULL;
 }
 
-/* A property the user did not set with --kafka-opt. */
-static int set_default(rd_kafka_conf_t *conf, const struct cb_config *cfg,
-		       const char *key, const char *value, char *errstr,
-		       size_t errstr_size)
+int cb_producer_kafka_conf(const struct cb_config *cfg, rd_kafka_conf_t **out,
+			   char *errstr, size_t errstr_size)
 {
-	size_t n = strlen(key);
+	char linger[32], queue_kb[32];
+	/* See docs/ingest.md for why each value. */
+	const struct cb_kafka_prop props[] = {
+		{"enable.idempotence", "true", 0},
+		{"partitioner", "murmur2_random", 0},
+		{"compression.codec", "lz4", 1},
+		{"linger.ms", linger, 1},
+		{"queue.buffering.max.kbytes", queue_kb, 1},
+		/* the byte limit above is the one that binds */
+		{"queue.buffering.max.messages", "10000000", 1},
+		{"message.timeout.ms", "0", 1},
+	};
 
-	for (size_t i = 0; i < cfg->kafka_opt.n; i++)
-		if (strncmp(cfg->kafka_opt.v[i], key, n) == 0 &&
-		    cfg->kafka_opt.v[i][n] == '=') {
-			cb_warn("producer", "kafka_opt overrides %s (default "
-					    "%s)",
-				key, value);
-			return 0;
-		}
-	return cb_kafka_conf_set(conf, key, value, errstr, errstr_size);
+	snprintf(linger, sizeof(linger), "%" PRId64, cfg->producer_linger_ms);
+	snprintf(queue_kb, sizeof(queue_kb), "%" PRId64,
+		 cfg->producer_queue_kbytes);
+	return cb_kafka_conf_build(cfg, "producer", props,
+				   sizeof(props) / sizeof(props[0]), out,
+				   errstr, errstr_size);
 }
 
 static void producer_free(struct cb_producer *p)
@@ -343,7 +349,7 @@ int cb_producer_start(struct cb_app *app, char *errstr, size_t errstr_size)
 	const struct cb_config *cfg = app->cfg;
 	struct cb_producer *p = calloc(1, sizeof(*p));
 	rd_kafka_conf_t *conf = NULL;
-	char num[32], why[512];
+	char why[512];
 	int err;
 
 	if (p == NULL)
@@ -352,32 +358,7 @@ int cb_producer_start(struct cb_app *app, char *errstr, size_t errstr_size)
 	p->app = app;
 	p->cfg = cfg;
 	p->ring = app->irc_out;
-	err = cb_kafka_conf_new(cfg, "producer", &conf, errstr, errstr_size);
-	if (err != 0)
-		goto out;
-	snprintf(num, sizeof(num), "%" PRId64, cfg->producer_linger_ms);
-	err = set_default(conf, cfg, "enable.idempotence", "true", errstr,
-			  errstr_size);
-	if (err == 0)
-		err = set_default(conf, cfg, "partitioner", "murmur2_random",
-				  errstr, errstr_size);
-	if (err == 0)
-		err = set_default(conf, cfg, "compression.codec", "lz4",
-				  errstr, errstr_size);
-	if (err == 0)
-		err = set_default(conf, cfg, "linger.ms", num, errstr,
-				  errstr_size);
-	snprintf(num, sizeof(num), "%" PRId64, cfg->producer_queue_kbytes);
-	if (err == 0)
-		err = set_default(conf, cfg, "queue.buffering.max.kbytes", num,
-				  errstr, errstr_size);
-	/* the byte limit above is the one that binds */
-	if (err == 0)
-		err = set_default(conf, cfg, "queue.buffering.max.messages",
-				  "10000000", errstr, errstr_size);
-	if (err == 0)
-		err = set_default(conf, cfg, "message.timeout.ms", "0", errstr,
-				  errstr_size);
+	err = cb_producer_kafka_conf(cfg, &conf, errstr, errstr_size);
 	if (err != 0)
 		goto out;
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
@@ -399,12 +380,10 @@ int cb_producer_start(struct cb_app *app, char *errstr, size_t errstr_size)
 		goto out;
 	}
 	cb_kafka_health_start(&p->health);
-	if (pthread_create(&p->thread, NULL, producer_main, p) != 0) {
-		err = cb_seterr(errstr, errstr_size, CB_E_IO,
-				"cannot start the producer thread");
+	err = cb_thread_start(&p->thread, producer_main, p, "producer", errstr,
+			      errstr_size);
+	if (err != 0)
 		goto out;
-	}
-	p->thread_started = true;
 	cb_info("producer", "producing to %s (dead letters to %s) via %s",
 		cfg->topic_messages, cfg->topic_dlq, cfg->kafka_brokers);
 	app->producer = p;
@@ -424,8 +403,7 @@ void cb_producer_stop(struct cb_app *app)
 		return;
 	atomic_store_explicit(&p->stopping, true, memory_order_release);
 	cb_ring_kick(p->ring);
-	if (p->thread_started)
-		pthread_join(p->thread, NULL);
+	cb_thread_join(&p->thread);
 	app->producer = NULL;
 	producer_free(p);
 }

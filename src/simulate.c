@@ -69,6 +69,7 @@
 #include "chatbattle/irc_msg.h"
 #include "chatbattle/log.h"
 #include "chatbattle/simulate.h"
+#include "chatbattle/tls.h"
 
 #define SIM_MAX_CHANNELS 1024
 #define SIM_CLIENT_LINE_MAX 8192   /* longest line a chat client may send */
@@ -313,17 +314,6 @@ static int add_ext(X509 *x, int nid, const char *value)
 	return ok;
 }
 
-static void ssl_reason(char *buf, size_t size)
-{
-	unsigned long e = ERR_get_error();
-
-	if (e == 0)
-		snprintf(buf, size, "unknown OpenSSL error");
-	else
-		ERR_error_string_n(e, buf, size);
-	ERR_clear_error();
-}
-
 /*
  * A P-256 key and a self-signed certificate for localhost, 127.0.0.1 and
  * ::1, valid for 30 days.  It is its own CA (CA:TRUE, keyCertSign), so a
@@ -336,7 +326,7 @@ static int make_cert(struct cb_sim *sim, char *errstr, size_t errstr_size)
 	X509 *x = NULL;
 	X509_NAME *name;
 	FILE *f = NULL;
-	char tmp[600], why[256];
+	char tmp[600];
 	unsigned char serial[16];
 	BIGNUM *bn = NULL;
 	int err = 0, fd;
@@ -405,9 +395,8 @@ static int make_cert(struct cb_sim *sim, char *errstr, size_t errstr_size)
 	f = NULL;
 	goto out;
 ssl_fail:
-	ssl_reason(why, sizeof(why));
-	err = cb_seterr(errstr, errstr_size, CB_E_TLS,
-			"cannot make the certificate: %s", why);
+	err = cb_tls_seterr(errstr, errstr_size,
+			    "cannot make the certificate");
 out:
 	BN_free(bn);
 	X509_free(x);

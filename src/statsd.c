@@ -29,14 +29,14 @@
 #include "chatbattle/metrics.h"
 #include "chatbattle/stats_cache.h"
 #include "chatbattle/statsd.h"
+#include "chatbattle/thread.h"
 
 #define SUB "stats"
 
 struct cb_statsd {
 	struct cb_app *app;
 	const struct cb_config *cfg;
-	pthread_t thread;
-	bool thread_started;
+	struct cb_thread thread;
 	atomic_bool stop;
 	rd_kafka_t *rk;
 	int nparts;
@@ -214,19 +214,28 @@ static void statsd_free(struct cb_statsd *s)
 	free(s);
 }
 
+int cb_statsd_kafka_conf(const struct cb_config *cfg, rd_kafka_conf_t **out,
+			 char *errstr, size_t errstr_size)
+{
+	char group[300];
+	/* Small buffers are tuning the user may override. */
+	const struct cb_kafka_prop props[] = {
+		CB_KAFKA_READER_PROPS(group),
+		{"queued.max.messages.kbytes", "2048", 1},
+		{"fetch.max.bytes", "2097152", 1},
+	};
+
+	snprintf(group, sizeof(group), "chatbattle-stats-%s",
+		 cb_instance_id(cfg));
+	return cb_kafka_conf_build(cfg, "stats", props,
+				   sizeof(props) / sizeof(props[0]), out,
+				   errstr, errstr_size);
+}
+
 int cb_statsd_start(struct cb_app *app, char *errstr, size_t errstr_size)
 {
-	static const char *const props[][2] = {
-		{"isolation.level", "read_committed"},
-		{"enable.partition.eof", "true"},
-		{"enable.auto.commit", "false"},
-		{"enable.auto.offset.store", "false"},
-		{"queued.max.messages.kbytes", "2048"},
-		{"fetch.max.bytes", "2097152"},
-	};
 	struct cb_statsd *s = calloc(1, sizeof(*s));
 	rd_kafka_conf_t *conf = NULL;
-	char group[300];
 	int err;
 
 	if (s == NULL)
@@ -240,18 +249,7 @@ int cb_statsd_start(struct cb_app *app, char *errstr, size_t errstr_size)
 				 errstr, errstr_size);
 	if (err != 0)
 		goto fail;
-	err = cb_kafka_conf_new(app->cfg, "stats", &conf, errstr, errstr_size);
-	/* A group id only because librdkafka wants one for assign(); this
-	 * consumer never joins the group nor commits. */
-	snprintf(group, sizeof(group), "chatbattle-stats-%s",
-		 cb_instance_id(app->cfg));
-	if (err == 0)
-		err = cb_kafka_conf_set(conf, "group.id", group, errstr,
-					errstr_size);
-	for (size_t i = 0; err == 0 && i < sizeof(props) / sizeof(props[0]);
-	     i++)
-		err = cb_kafka_conf_set(conf, props[i][0], props[i][1], errstr,
-					errstr_size);
+	err = cb_statsd_kafka_conf(app->cfg, &conf, errstr, errstr_size);
 	if (err != 0)
 		goto fail;
 	rd_kafka_conf_set_error_cb(conf, error_cb);
@@ -262,14 +260,11 @@ int cb_statsd_start(struct cb_app *app, char *errstr, size_t errstr_size)
 	}
 	conf = NULL;
 	rd_kafka_poll_set_consumer(s->rk);
-	app->statsd = s;
-	if (pthread_create(&s->thread, NULL, statsd_main, s) != 0) {
-		app->statsd = NULL;
-		err = cb_seterr(errstr, errstr_size, CB_E_NOMEM,
-				"cannot create the stats thread");
+	err = cb_thread_start(&s->thread, statsd_main, s, "stats", errstr,
+			      errstr_size);
+	if (err != 0)
 		goto fail;
-	}
-	s->thread_started = true;
+	app->statsd = s; /* only cb_statsd_stop reads it, on this thread */
 	return 0;
 fail:
 	if (conf)
@@ -286,11 +281,10 @@ void cb_statsd_stop(struct cb_app *app)
 
 	if (s == NULL)
 		return;
-	atomic_store(&s->stop, true);
-	if (s->thread_started)
-		pthread_join(s->thread, NULL);
+	/* the thread writes the cache: it goes only after the thread */
+	cb_thread_stop(&s->thread, &s->stop, -1);
 	statsd_free(s);
-	app->statsd = NULL;
 	cb_stats_cache_free(app->cache);
+	app->statsd = NULL;
 	app->cache = NULL;
 }

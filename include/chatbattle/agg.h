@@ -16,6 +16,8 @@
 #include <stddef.h>
 
 struct cb_app;
+struct cb_config;
+struct rd_kafka_conf_s; /* rd_kafka_conf_t */
 
 /*
  * Main thread: checks the settings and topics (both exist, same partition
@@ -31,5 +33,19 @@ int cb_agg_start(struct cb_app *app, char *errstr, size_t errstr_size);
  * and frees everything.  The cql module must still be running.
  */
 void cb_agg_stop(struct cb_app *app);
+
+/* The aggregator's three Kafka clients. */
+enum cb_agg_client {
+	CB_AGG_CONSUMER, /* topic_messages, in the consumer group */
+	CB_AGG_PRODUCER, /* transactional, to topic_stats */
+	CB_AGG_RESTORE   /* reads topic_stats back at an assignment */
+};
+
+/* The Kafka configuration of one of them (cb_kafka_conf_build with its
+ * table: docs/aggregation.md), without callbacks; exposed so a test can
+ * read back what each client gets.  The caller owns *out. */
+int cb_agg_kafka_conf(const struct cb_config *cfg, enum cb_agg_client which,
+		      struct rd_kafka_conf_s **out, char *errstr,
+		      size_t errstr_size);
 
 #endif

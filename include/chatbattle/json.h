@@ -63,6 +63,9 @@ static inline void cb_json_w_init(struct cb_json_w *w, char *buf, size_t cap)
 
 /* Appends n raw bytes (JSON punctuation, keys known to need no escaping). */
 void cb_json_w_raw(struct cb_json_w *w, const char *s, size_t n);
+/* cb_json_w_raw of a string literal, its length counted by the compiler
+ * ("" lit "" refuses anything but a literal). */
+#define CB_JSON_W_LIT(w, lit) cb_json_w_raw((w), "" lit "", sizeof(lit) - 1)
 /* Appends a quoted, escaped JSON string. */
 void cb_json_w_str(struct cb_json_w *w, const char *s, size_t n);
 /* Appends a decimal integer. */

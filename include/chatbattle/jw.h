@@ -24,6 +24,10 @@ struct cb_jw {
 void cb_jw_reset(struct cb_jw *w);
 void cb_jw_release(struct cb_jw *w);
 void cb_jw_raw(struct cb_jw *w, const char *s, size_t n);
+/* cb_jw_raw and cb_jw_str of a string literal, its length counted by the
+ * compiler ("" lit "" refuses anything but a literal). */
+#define CB_JW_LIT(w, lit) cb_jw_raw((w), "" lit "", sizeof(lit) - 1)
+#define CB_JW_STR_LIT(w, lit) cb_jw_str((w), "" lit "", sizeof(lit) - 1)
 /* Opening and closing brackets: "{", "}", "[", "]". */
 void cb_jw_open(struct cb_jw *w, char c);
 void cb_jw_close(struct cb_jw *w, char c);

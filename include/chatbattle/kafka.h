@@ -18,13 +18,54 @@
 struct cb_config;
 
 /*
- * Creates a configuration with bootstrap.servers, client.id
- * "chatbattle-<instance>-<role>", a log callback into cb_log (subsystem
- * "kafka"), then every kafka_opt key=value of the settings (applied last, so
- * users can override anything, e.g. SASL or SSL).  Returns 0 or CB_E_CONFIG
- * with the reason (a bad kafka_opt names the property, never its value).
- * The caller owns *out until it hands it to rd_kafka_new().
+ * One property a client sets, and whether the user may override it with
+ * kafka_opt.  The rule for every client: a property that carries one of
+ * chatbattle's guarantees (idempotence, transactions, read_committed,
+ * offsets committed only with the output, the partitioner that keeps a
+ * channel on one partition, the group) is fixed; tuning (linger,
+ * compression, buffer sizes, timeouts of the group protocol) is a default
+ * the user may override.  docs/ingest.md and docs/aggregation.md list each
+ * client's table.
  */
+struct cb_kafka_prop {
+	const char *key;
+	const char *value;
+	int user_may_override; /* 1: a default; 0: fixed */
+};
+
+/*
+ * The fixed rows of a reader that assigns its partitions itself (the
+ * aggregator's restore reader, the stats thread): a group id only because
+ * librdkafka wants one for assign() - it never joins the group nor
+ * commits - committed transactions only, and an event at each partition's
+ * end.
+ */
+#define CB_KAFKA_READER_PROPS(group)                                           \
+	{"group.id", (group), 0}, {"isolation.level", "read_committed", 0},    \
+		{"enable.partition.eof", "true", 0},                           \
+		{"enable.auto.commit", "false", 0},                            \
+		{"enable.auto.offset.store", "false", 0}
+
+/*
+ * Builds a client's configuration, in this order:
+ *   1. bootstrap.servers, client.id "chatbattle-<instance>-<role>", a log
+ *      callback into cb_log (subsystem "kafka");
+ *   2. the overridable rows of props the user did not set in kafka_opt
+ *      (a warning names each one the user did set);
+ *   3. every kafka_opt key=value of the settings, in order (so users can
+ *      set anything else, e.g. SASL or SSL, and override 1 and 2);
+ *   4. the fixed rows of props, last: a kafka_opt value for one of them is
+ *      not used (a warning names the property, never the value).
+ * Returns 0 or CB_E_CONFIG with the reason (a bad kafka_opt names the
+ * property, never its value).  The caller owns *out until it hands it to
+ * rd_kafka_new().
+ */
+int cb_kafka_conf_build(const struct cb_config *cfg, const char *role,
+			const struct cb_kafka_prop *props, size_t nprops,
+			rd_kafka_conf_t **out, char *errstr,
+			size_t errstr_size);
+
+/* cb_kafka_conf_build without client properties (init, check). */
 int cb_kafka_conf_new(const struct cb_config *cfg, const char *role,
 		      rd_kafka_conf_t **out, char *errstr, size_t errstr_size);
 

@@ -16,6 +16,8 @@
 #include <stddef.h>
 
 struct cb_app;
+struct cb_config;
+struct rd_kafka_conf_s; /* rd_kafka_conf_t */
 
 /* Module entry points for cb_app_modules[] (app.h).  start creates the
  * Kafka producer (CB_E_CONFIG for a bad kafka_opt) and the thread; stop
@@ -23,5 +25,12 @@ struct cb_app;
  * reports what was not delivered. */
 int cb_producer_start(struct cb_app *app, char *errstr, size_t errstr_size);
 void cb_producer_stop(struct cb_app *app);
+
+/* The producer's Kafka configuration (cb_kafka_conf_build with the
+ * producer's table: docs/ingest.md), without callbacks; exposed so a test
+ * can read back what the client gets.  The caller owns *out. */
+int cb_producer_kafka_conf(const struct cb_config *cfg,
+			   struct rd_kafka_conf_s **out, char *errstr,
+			   size_t errstr_size);
 
 #endif

@@ -9,7 +9,17 @@
 #ifndef CHATBATTLE_RECORD_H
 #define CHATBATTLE_RECORD_H
 
+#include <assert.h>
+#include <stddef.h>
 #include <stdint.h>
+
+/*
+ * The most Kafka partitions topic_messages (and topic_stats, which is
+ * co-partitioned) may have: the aggregator refuses to start above it and
+ * the Cassandra writer tracks acks for partitions 0..CB_PARTITIONS_MAX-1.
+ * One constant, so that the two limits cannot disagree.
+ */
+#define CB_PARTITIONS_MAX 1024
 
 /* ---- irc -> producer (ring app->irc_out) ---- */
 
@@ -73,5 +83,27 @@ struct cb_irc_cmd {
 	uint8_t op;           /* enum cb_irc_op */
 	char channel[26];     /* normalized login, NUL-terminated */
 };
+
+/*
+ * The layouts above cross threads through the rings (ring.c: every record
+ * starts 8-aligned) and are read in place by another module: a change to
+ * one of them must be a change on purpose.  Each header keeps the 8-byte
+ * alignment its 64-bit fields need and has no hidden padding.
+ */
+static_assert(sizeof(struct cb_out_hdr) == 16, "cb_out_hdr layout");
+static_assert(offsetof(struct cb_out_hdr, recv_us) == 8, "cb_out_hdr layout");
+static_assert(sizeof(struct cb_row_hdr) == 56, "cb_row_hdr layout");
+static_assert(offsetof(struct cb_row_hdr, offset) == 8, "cb_row_hdr layout");
+static_assert(offsetof(struct cb_row_hdr, message_id) == 24,
+	      "cb_row_hdr layout");
+static_assert(offsetof(struct cb_row_hdr, emotes_len) == 52,
+	      "cb_row_hdr layout");
+static_assert(sizeof(struct cb_ack) == 16, "cb_ack layout");
+static_assert(offsetof(struct cb_ack, offset) == 8, "cb_ack layout");
+static_assert(sizeof(struct cb_irc_cmd) == 27, "cb_irc_cmd layout");
+static_assert(sizeof(((struct cb_irc_cmd *)0)->channel) == 26,
+	      "a channel login is at most 25 bytes plus NUL");
+static_assert(CB_PARTITIONS_MAX > 0 && CB_PARTITIONS_MAX <= INT32_MAX,
+	      "a partition number fits cb_row_hdr.partition");
 
 #endif

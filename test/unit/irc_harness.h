@@ -403,12 +403,9 @@ static inline void wait_reason(struct irch *h, const char *name,
 			       const char *needle, char *reason, size_t size,
 			       int timeout_ms)
 {
-	int64_t deadline = t_now_ms() + timeout_ms;
-
-	while (t_now_ms() < deadline &&
-	       (chan_state(h, name, reason, size),
-		strstr(reason, needle) == NULL))
-		cb_ring_wait(h->app.irc_out, 10);
+	(void)WAIT_UNTIL_DO((chan_state(h, name, reason, size),
+			     strstr(reason, needle) != NULL),
+			    timeout_ms, cb_ring_wait(h->app.irc_out, 10));
 }
 
 /* Waits (draining the ring) until every channel in names is JOINED. */

@@ -110,6 +110,10 @@ static int mock_up(void)
 	rd_kafka_mock_topic_create(mk.cluster, "stats", NPART, 1);
 	rd_kafka_mock_topic_create(mk.cluster, "dlq", 1, 1);
 	rd_kafka_mock_topic_create(mk.cluster, "stats2", NPART + 1, 1);
+	rd_kafka_mock_topic_create(mk.cluster, "wide", CB_PARTITIONS_MAX + 1,
+				   1);
+	rd_kafka_mock_topic_create(mk.cluster, "wide-stats",
+				   CB_PARTITIONS_MAX + 1, 1);
 	return 0;
 }
 
@@ -383,6 +387,36 @@ static void test_refuses_partition_mismatch(void)
 	cb_config_release(&cfg);
 }
 
+/* Co-partitioned but wider than CB_PARTITIONS_MAX: refused, and the
+ * reason names the limit (it used to say "must be equal" of two equal
+ * counts). */
+static void test_refuses_too_many_partitions(void)
+{
+	struct cb_config cfg;
+	struct cb_app app = {0};
+	char errstr[512], want[64];
+	int fake;
+
+	CHECK_INT(config(&cfg, "g0", "i0", "wide-stats"), 0);
+	CHECK_INT(cb_config_set(&cfg, CB_OPT_topic_messages, "wide",
+				CB_SRC_FLAG, "test", false, errstr,
+				sizeof(errstr)),
+		  0);
+	app.cfg = &cfg;
+	app.cql = (struct cb_cql *)&fake;
+	CHECK_INT(cb_ring_new(&app.rows, 1 << 16, "rows", errstr,
+			      sizeof(errstr)),
+		  0);
+	CHECK_INT(cb_agg_start(&app, errstr, sizeof(errstr)), CB_E_CONFIG);
+	printf("# %s\n", errstr);
+	snprintf(want, sizeof(want), "at most %d partitions",
+		 CB_PARTITIONS_MAX);
+	CHECK(strstr(errstr, want) != NULL);
+	CHECK(strstr(errstr, "wide has 1025 partitions") != NULL);
+	cb_ring_free(app.rows);
+	cb_config_release(&cfg);
+}
+
 /* Reads the dead-letter topic: records with stage "aggregator". */
 static int count_dead_letters(void)
 {
@@ -426,9 +460,7 @@ static int count_dead_letters(void)
 static void writer_stalls(struct rig *r)
 {
 	atomic_store(&r->w.hold, true);
-	for (int64_t end = t_now_ms() + 5000;
-	     !atomic_load(&r->w.holding) && t_now_ms() < end;)
-		sched_yield();
+	(void)WAIT_UNTIL_DO(atomic_load(&r->w.holding), 5000, sched_yield());
 }
 
 /*
@@ -443,10 +475,7 @@ static void writer_stalls(struct rig *r)
 /* Waits (10 s at most) until a counter moves from 0; true when it did. */
 static bool counter_moves(enum cb_metric_id id)
 {
-	for (int64_t end = t_now_ms() + 10000;
-	     cb_metric_get(id) == 0 && t_now_ms() < end;)
-		poll(NULL, 0, 2);
-	return cb_metric_get(id) > 0;
+	return WAIT_UNTIL(cb_metric_get(id) > 0, 10000);
 }
 
 static void stall_holds_then_pauses(struct rig *r)
@@ -505,10 +534,7 @@ static void test_counts_exact_and_wait_for_acks(void)
 
 	memcpy(before, truth, sizeof(before));
 	atomic_store(&r.w.hold, true);
-	for (int64_t end = t_now_ms() + 5000;
-	     !atomic_load(&r.w.holding) && t_now_ms() < end;)
-		sched_yield();
-	CHECK(atomic_load(&r.w.holding));
+	CHECK(WAIT_UNTIL_DO(atomic_load(&r.w.holding), 5000, sched_yield()));
 	CHECK_INT(produce_batch(300, 2000), 0);
 	/* The aggregator consumes them meanwhile, but counts none. */
 	for (int64_t end = t_now_ms() + 1500; t_now_ms() < end;) {
@@ -540,6 +566,7 @@ int main(void)
 	}
 	RUN(test_refuses_to_start_without_writer);
 	RUN(test_refuses_partition_mismatch);
+	RUN(test_refuses_too_many_partitions);
 	RUN(test_counts_exact_and_wait_for_acks);
 	t_mock_down(&mk);
 	return test_done();

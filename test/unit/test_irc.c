@@ -19,6 +19,7 @@
 #include "chatbattle/log.h"
 #include "chatbattle/oauth.h"
 #include "test.h"
+#include "tls_fault.h"
 
 /* ---- pacer ---- */
 
@@ -254,7 +255,6 @@ static int run_refresh(struct fake *f, const char *url, struct outcome *o)
 				    .timeout_s = 5};
 	struct cb_oauth_req *r = NULL;
 	char errstr[256];
-	int64_t deadline = t_now_ms() + 10000;
 	int rc;
 
 	memset(o, 0, sizeof(*o));
@@ -264,8 +264,8 @@ static int run_refresh(struct fake *f, const char *url, struct outcome *o)
 		snprintf(o->reason, sizeof(o->reason), "%s", errstr);
 		return rc;
 	}
-	while (!o->done && t_now_ms() < deadline)
-		event_base_loop(f->base, EVLOOP_ONCE);
+	(void)WAIT_UNTIL_DO(o->done, 10000,
+			    event_base_loop(f->base, EVLOOP_ONCE));
 	/* let the request free itself */
 	event_base_loop(f->base, EVLOOP_NONBLOCK);
 	return o->done ? 0 : -1;
@@ -340,6 +340,35 @@ static void test_oauth_refresh_bad_responses(void)
 	fake_down(&f);
 }
 
+/*
+ * Regression (issue 17): oauth.c ignored the result of SSL_set1_host and
+ * X509_VERIFY_PARAM_set1_ip_asc, so when the endpoint's name check could
+ * not be armed the token request went out with the chain verified only.
+ * Now the request is refused before any I/O (the failure is injected, see
+ * tls_fault.h; nothing listens on the port, so an attempt would show as
+ * CB_E_IO later instead of CB_E_TLS at once).
+ */
+static void test_oauth_refuses_unchecked_tls(void)
+{
+	struct fake f;
+	struct outcome o;
+
+	CHECK(fake_up(&f, 0) == 0);
+	atomic_store(&t_fail_set1_host, 1);
+	CHECK_INT(run_refresh(&f, "https://localhost:1/oauth2/token", &o),
+		  CB_E_TLS);
+	atomic_store(&t_fail_set1_host, 0);
+	printf("# %s\n", o.reason);
+	CHECK(strstr(o.reason, "cannot check the certificate") != NULL);
+	atomic_store(&t_fail_set1_ip, 1);
+	CHECK_INT(run_refresh(&f, "https://127.0.0.1:1/oauth2/token", &o),
+		  CB_E_TLS);
+	atomic_store(&t_fail_set1_ip, 0);
+	CHECK(strstr(o.reason, "cannot check the certificate") != NULL);
+	CHECK_INT(f.hits, 0);
+	fake_down(&f);
+}
+
 int main(void)
 {
 	cb_log_init(getenv("CB_TEST_DEBUG") ? CB_LOG_DEBUG : CB_LOG_ERROR);
@@ -351,5 +380,6 @@ int main(void)
 	RUN(test_oauth_refresh_success);
 	RUN(test_oauth_refresh_rejected);
 	RUN(test_oauth_refresh_bad_responses);
+	RUN(test_oauth_refuses_unchecked_tls);
 	return test_done();
 }

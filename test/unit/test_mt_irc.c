@@ -6,6 +6,7 @@
  * back-pressure.  The simulator's counts are the ground truth.
  */
 #include "irc_harness.h"
+#include "tls_fault.h"
 
 static const char *const AB[] = {"a", "b"};
 
@@ -28,9 +29,8 @@ static void test_anonymous_login_and_chat(void)
 	CHECK(irc_go(&h) == 0);
 	CHECK(wait_joined(&h, AB, 2, 10000));
 	/* let some chat flow: until both channels have delivered */
-	for (int64_t d = t_now_ms() + 10000;
-	     t_now_ms() < d && (h.chat_a < 20 || h.chat_b < 20);)
-		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h);
+	(void)WAIT_UNTIL_DO(h.chat_a >= 20 && h.chat_b >= 20, 10000,
+		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h));
 	st = settle(&s, &h);
 	CHECK(st != NULL);
 	printf("# sent a=%" PRId64 " b=%" PRId64 " events=%" PRId64
@@ -162,7 +162,6 @@ static void test_ping_pong_timeout(void)
 	struct irch h;
 	char reply[128];
 	uint64_t rc0;
-	int64_t deadline;
 
 	CHECK(sim_up(&s, NULL) == 0);
 	CHECK(irc_setup(&h, &s, 4 << 20) == 0);
@@ -172,18 +171,16 @@ static void test_ping_pong_timeout(void)
 	CHECK(irc_go(&h) == 0);
 	CHECK(wait_joined(&h, A, 1, 10000));
 	/* two answered PINGs, same connection */
-	deadline = t_now_ms() + 10000;
-	while (t_now_ms() < deadline &&
-	       sim_stat(&s, &h, "client_pings", NULL, NULL) < 2)
-		cb_ring_wait(h.app.irc_out, 50);
+	(void)WAIT_UNTIL_DO(
+		sim_stat(&s, &h, "client_pings", NULL, NULL) >= 2, 10000,
+		cb_ring_wait(h.app.irc_out, 50));
 	CHECK(sim_stat(&s, &h, "client_pings", NULL, NULL) >= 2);
 	CHECK_INT(sim_stat(&s, &h, "connections_total", NULL, NULL), 1);
 	rc0 = cb_metric_get(CB_M_irc_reconnects_total);
 	CHECK(sim_ctl(&s, &h, "nopong on", reply, sizeof(reply)) == 0);
-	deadline = t_now_ms() + 10000;
-	while (t_now_ms() < deadline &&
-	       sim_stat(&s, &h, "connections_total", NULL, NULL) < 2)
-		cb_ring_wait(h.app.irc_out, 50);
+	(void)WAIT_UNTIL_DO(
+		sim_stat(&s, &h, "connections_total", NULL, NULL) >= 2, 10000,
+		cb_ring_wait(h.app.irc_out, 50));
 	CHECK(sim_stat(&s, &h, "connections_total", NULL, NULL) >= 2);
 	CHECK(cb_metric_get(CB_M_irc_reconnects_total) > rc0);
 	CHECK(sim_ctl(&s, &h, "nopong off", reply, sizeof(reply)) == 0);
@@ -206,7 +203,6 @@ static void test_reconnect_make_before_break(void)
 	struct irch h;
 	char reply[256];
 	json_t *st;
-	int64_t deadline;
 
 	CHECK(sim_up(&s, tw_rate500) == 0);
 	CHECK(irc_setup(&h, &s, 4 << 20) == 0);
@@ -214,16 +210,14 @@ static void test_reconnect_make_before_break(void)
 	h_add(&h.cfg, "channel", "b");
 	CHECK(irc_go(&h) == 0);
 	CHECK(wait_joined(&h, AB, 2, 10000));
-	for (int64_t d = t_now_ms() + 10000; t_now_ms() < d && h.chat < 100;)
-		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h);
+	(void)WAIT_UNTIL_DO(h.chat >= 100, 10000,
+		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h));
 	CHECK(sim_ctl(&s, &h, "reconnect 2000", reply, sizeof(reply)) == 0);
 	CHECK_STR(reply, "ok reconnect=1");
 	/* the old connection goes away only after the new one has joined */
-	deadline = t_now_ms() + 15000;
-	while (t_now_ms() < deadline &&
-	       (sim_stat(&s, &h, "connections_total", NULL, NULL) < 2 ||
-		sim_stat(&s, &h, "connections", NULL, NULL) != 1))
-		cb_ring_wait(h.app.irc_out, 20), sink_drain(&h);
+	(void)WAIT_UNTIL_DO(
+		sim_stat(&s, &h, "connections_total", NULL, NULL) >= 2 && sim_stat(&s, &h, "connections", NULL, NULL) == 1, 15000,
+		cb_ring_wait(h.app.irc_out, 20), sink_drain(&h));
 	CHECK_INT(sim_stat(&s, &h, "connections", NULL, NULL), 1);
 	CHECK_INT(sim_stat(&s, &h, "channels", "a", "joined"), 1);
 	for (uint64_t c0 = h.chat, d = (uint64_t)t_now_ms() + 10000;
@@ -259,19 +253,18 @@ static void test_drop_backoff_rejoin(void)
 	h_add(&h.cfg, "channel", "b");
 	CHECK(irc_go(&h) == 0);
 	CHECK(wait_joined(&h, AB, 2, 10000));
-	for (int64_t d = t_now_ms() + 10000; t_now_ms() < d && h.chat < 100;)
-		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h);
+	(void)WAIT_UNTIL_DO(h.chat >= 100, 10000,
+		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h));
 	CHECK(sim_ctl(&s, &h, "drop", reply, sizeof(reply)) == 0);
 	CHECK_STR(reply, "ok dropped=1 unsynced=0");
 	/* back after the backoff, same channels */
-	for (int64_t d = t_now_ms() + 10000;
-	     t_now_ms() < d &&
-	     sim_stat(&s, &h, "connections_total", NULL, NULL) < 2;)
-		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h);
+	(void)WAIT_UNTIL_DO(
+		sim_stat(&s, &h, "connections_total", NULL, NULL) >= 2, 10000,
+		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h));
 	CHECK(wait_joined(&h, AB, 2, 10000));
-	for (int64_t d = t_now_ms() + 10000;
-	     t_now_ms() < d && sim_stat(&s, &h, "channels", "b", "joined") < 1;)
-		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h);
+	(void)WAIT_UNTIL_DO(
+		sim_stat(&s, &h, "channels", "b", "joined") >= 1, 10000,
+		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h));
 	for (uint64_t c0 = h.chat, d = (uint64_t)t_now_ms() + 10000;
 	     (uint64_t)t_now_ms() < d && h.chat < c0 + 100;)
 		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h);
@@ -341,7 +334,6 @@ static void test_runtime_join_part_set(void)
 	struct simh s;
 	struct irch h;
 	struct cb_irc_cmd cmd[3];
-	int64_t deadline;
 
 	CHECK(sim_up(&s, NULL) == 0);
 	CHECK(irc_setup(&h, &s, 4 << 20) == 0);
@@ -357,15 +349,13 @@ static void test_runtime_join_part_set(void)
 	cmd[0].op = CB_IRC_PART;
 	snprintf(cmd[0].channel, sizeof(cmd[0].channel), "a");
 	CHECK(cb_app_irc_command(&h.app, cmd, 1) == 0);
-	deadline = t_now_ms() + 10000;
-	while (t_now_ms() < deadline &&
-	       sim_stat(&s, &h, "channels", "a", "joined") != 0)
-		cb_ring_wait(h.app.irc_out, 10);
+	(void)WAIT_UNTIL_DO(
+		sim_stat(&s, &h, "channels", "a", "joined") == 0, 10000,
+		cb_ring_wait(h.app.irc_out, 10));
 	CHECK_INT(sim_stat(&s, &h, "channels", "a", "joined"), 0);
 	/* the status snapshot follows within a tick */
-	deadline = t_now_ms() + 5000;
-	while (t_now_ms() < deadline && chan_state(&h, "a", NULL, 0) != -1)
-		cb_ring_wait(h.app.irc_out, 10);
+	(void)WAIT_UNTIL_DO(chan_state(&h, "a", NULL, 0) == -1, 5000,
+		cb_ring_wait(h.app.irc_out, 10));
 	CHECK_INT(chan_state(&h, "a", NULL, 0), -1);
 	/* SET c: b is parted, c joined */
 	memset(cmd, 0, sizeof(cmd));
@@ -374,14 +364,12 @@ static void test_runtime_join_part_set(void)
 	cmd[1].op = CB_IRC_SET_END;
 	CHECK(cb_app_irc_command(&h.app, cmd, 2) == 0);
 	CHECK(wait_joined(&h, C, 1, 10000));
-	deadline = t_now_ms() + 10000;
-	while (t_now_ms() < deadline &&
-	       sim_stat(&s, &h, "channels", "b", "joined") != 0)
-		cb_ring_wait(h.app.irc_out, 10);
+	(void)WAIT_UNTIL_DO(
+		sim_stat(&s, &h, "channels", "b", "joined") == 0, 10000,
+		cb_ring_wait(h.app.irc_out, 10));
 	CHECK_INT(sim_stat(&s, &h, "channels", "b", "joined"), 0);
-	deadline = t_now_ms() + 5000;
-	while (t_now_ms() < deadline && cb_irc_status(h.app.irc, NULL, 0) != 1)
-		cb_ring_wait(h.app.irc_out, 10);
+	(void)WAIT_UNTIL_DO(cb_irc_status(h.app.irc, NULL, 0) == 1, 5000,
+		cb_ring_wait(h.app.irc_out, 10));
 	CHECK_INT(cb_irc_status(h.app.irc, NULL, 0), 1);
 	irc_teardown(&h);
 	sim_down(&s);
@@ -394,7 +382,6 @@ static void test_suspended_channel_failed(void)
 	struct simh s;
 	struct irch h;
 	char reason[128] = "";
-	int64_t deadline;
 
 	CHECK(sim_up(&s, NULL) == 0);
 	CHECK(irc_setup(&h, &s, 4 << 20) == 0);
@@ -402,11 +389,9 @@ static void test_suspended_channel_failed(void)
 	h_add(&h.cfg, "channel", "suspended_x");
 	CHECK(irc_go(&h) == 0);
 	CHECK(wait_joined(&h, A, 1, 10000));
-	deadline = t_now_ms() + 10000;
-	while (t_now_ms() < deadline &&
-	       chan_state(&h, "suspended_x", reason, sizeof(reason)) !=
-		       CB_IRC_CHAN_FAILED)
-		cb_ring_wait(h.app.irc_out, 10);
+	(void)WAIT_UNTIL_DO(
+		chan_state(&h, "suspended_x", reason, sizeof(reason)) == CB_IRC_CHAN_FAILED, 10000,
+		cb_ring_wait(h.app.irc_out, 10));
 	CHECK_INT(chan_state(&h, "suspended_x", reason, sizeof(reason)),
 		  CB_IRC_CHAN_FAILED);
 	CHECK(strstr(reason, "suspended") != NULL);
@@ -424,7 +409,6 @@ static void test_dedupe_and_dead_letters(void)
 	char reply[256];
 	static char cmd[40000];
 	uint64_t dups0;
-	int64_t deadline;
 
 	CHECK(sim_up(&s, NULL) == 0);
 	CHECK(irc_setup(&h, &s, 4 << 20) == 0);
@@ -463,9 +447,8 @@ static void test_dedupe_and_dead_letters(void)
 		      "send a @id=44444444-4444-4444-8444-444444444444 "
 		      ":u!u@u.tmi.twitch.tv PRIVMSG #a :",
 		      reply, sizeof(reply)) == 0);
-	deadline = t_now_ms() + 10000;
-	while (t_now_ms() < deadline && (h.chat < 2 || h.dlq < 1 || h.events < 1))
-		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h);
+	(void)WAIT_UNTIL_DO(h.chat >= 2 && h.dlq >= 1 && h.events >= 1, 10000,
+		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h));
 	CHECK_INT(h.dlq, 1);
 	CHECK_STR(h.last_dlq_key, "a");
 	CHECK(strstr(h.last_dlq_reason, "empty") != NULL);
@@ -478,9 +461,8 @@ static void test_dedupe_and_dead_letters(void)
 		      "send a @id=55555555-5555-4555-8555-555555555555 "
 		      ":u!u@u.tmi.twitch.tv PRIVMSG #a :after the long one",
 		      reply, sizeof(reply)) == 0);
-	deadline = t_now_ms() + 10000;
-	while (t_now_ms() < deadline && (h.chat < 3 || h.dlq < 2))
-		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h);
+	(void)WAIT_UNTIL_DO(h.chat >= 3 && h.dlq >= 2, 10000,
+		cb_ring_wait(h.app.irc_out, 10), sink_drain(&h));
 	CHECK_INT(h.bad, 0);
 	CHECK_INT(h.chat, 3);   /* shared once + distinct + after-long */
 	CHECK_INT(h.events, 1); /* the CLEARCHAT once */
@@ -598,6 +580,51 @@ static void test_tls_hostname_mismatch(void)
 	sim_down(&s);
 }
 
+/*
+ * Regression (issue 17): irc.c ignored the result of SSL_set1_host and
+ * X509_VERIFY_PARAM_set1_ip_asc; when arming the check failed (injected
+ * here, see tls_fault.h) the connection went on with the chain verified
+ * only, and logged in even to 127.0.0.2 whose certificate does not name
+ * it.  Now the connection is refused and the status says why.
+ */
+static void unarmed_case(void (*tweak)(struct cb_config *), const char *host,
+			 atomic_int *fault)
+{
+	struct simh s;
+	struct irch h;
+	char reason[160] = "", want[96];
+	bool sim = false, irc = false;
+
+	atomic_store(fault, 1);
+	CHECK_OR(sim_up(&s, tweak) == 0, out);
+	sim = true;
+	CHECK_OR(irc_setup(&h, &s, 4 << 20) == 0, out);
+	irc = true;
+	h_set(&h.cfg, "irc_host", host);
+	h_add(&h.cfg, "channel", "a");
+	CHECK_OR(irc_go(&h) == 0, out);
+	wait_reason(&h, "a", "cannot check", reason, sizeof(reason), 10000);
+	printf("# %s, check not armed: %s\n", host, reason);
+	snprintf(want, sizeof(want), "cannot check the certificate against %s",
+		 host);
+	CHECK_OR(strstr(reason, want) != NULL, out);
+	CHECK_OR(sim_stat(&s, &h, "logins_ok", NULL, NULL) == 0, out);
+	CHECK_OR(sim_stat(&s, &h, "logins_anon", NULL, NULL) == 0, out);
+out:
+	/* whatever failed: no fault and no thread left for the next test */
+	if (irc)
+		irc_teardown(&h);
+	if (sim)
+		sim_down(&s);
+	atomic_store(fault, 0);
+}
+
+static void test_tls_unarmed_check_refused(void)
+{
+	unarmed_case(tw_bind2, "127.0.0.2", &t_fail_set1_ip);
+	unarmed_case(NULL, "localhost", &t_fail_set1_host);
+}
+
 /* Regression: writing to a peer that has closed returns EPIPE in every
  * unit test, as in the daemon; the process is not killed by SIGPIPE. */
 static void test_write_to_closed_peer_is_epipe(void)
@@ -630,5 +657,6 @@ int main(void)
 	RUN(test_back_pressure_tiny_ring);
 	RUN(test_tls_verification_failures);
 	RUN(test_tls_hostname_mismatch);
+	RUN(test_tls_unarmed_check_refused);
 	return test_done();
 }

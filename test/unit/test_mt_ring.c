@@ -136,12 +136,9 @@ static void *late_push(void *arg)
 {
 	struct cb_ring *r = arg;
 	struct cb_ring_stats st;
-	int64_t deadline = t_now_ms() + 5000;
-
 	/* Push only once the consumer has parked, so the wake path is taken. */
-	do {
-		cb_ring_stats(r, &st);
-	} while (!st.consumer_parked && t_now_ms() < deadline);
+	(void)WAIT_UNTIL_DO((cb_ring_stats(r, &st), st.consumer_parked), 5000,
+			    (void)0);
 	cb_ring_push(r, "x", 1);
 	return NULL;
 }

@@ -147,10 +147,9 @@ static void test_queue_full_back_pressure_and_bounded_stop(void)
 			cb_ring_wait_space(h.app.irc_out, 4096, 10);
 	}
 	CHECK_INT(pushed, 1500);
-	deadline = t_now_ms() + 10000;
-	while (t_now_ms() < deadline &&
-	       cb_metric_get(CB_M_kafka_queue_full_total) == qf0)
-		cb_ring_wait_space(h.app.irc_out, 1, 10);
+	(void)WAIT_UNTIL_DO(
+		cb_metric_get(CB_M_kafka_queue_full_total) != qf0, 10000,
+		cb_ring_wait_space(h.app.irc_out, 1, 10));
 	CHECK(cb_metric_get(CB_M_kafka_queue_full_total) > qf0);
 	cb_ring_stats(h.app.irc_out, &rs);
 	printf("# ring: %" PRIu64 " in, %" PRIu64 " out (queue full %" PRIu64
@@ -164,10 +163,8 @@ static void test_queue_full_back_pressure_and_bounded_stop(void)
 	 * waiting on its full queue, never probed Kafka again.  It must say
 	 * "down" again. */
 	cb_health_set(CB_DEP_KAFKA, CB_DEP_UP);
-	deadline = t_now_ms() + 15000;
-	while (t_now_ms() < deadline &&
-	       cb_health_get(CB_DEP_KAFKA) != CB_DEP_DOWN)
-		poll(NULL, 0, 10);
+	(void)WAIT_UNTIL_DO(cb_health_get(CB_DEP_KAFKA) == CB_DEP_DOWN, 15000,
+		poll(NULL, 0, 10));
 	CHECK_INT(cb_health_get(CB_DEP_KAFKA), CB_DEP_DOWN);
 	t0 = t_now_ms();
 	cb_producer_stop(&h.app);

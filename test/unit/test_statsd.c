@@ -71,10 +71,8 @@ static int config(struct cb_config *cfg)
 /* Waits up to ms for Kafka's health to read want; returns what it read. */
 static enum cb_dep_state wait_kafka(enum cb_dep_state want, int64_t ms)
 {
-	int64_t deadline = t_now_ms() + ms;
-
-	while (cb_health_get(CB_DEP_KAFKA) != want && t_now_ms() < deadline)
-		poll(NULL, 0, 10);
+	(void)WAIT_UNTIL_DO(cb_health_get(CB_DEP_KAFKA) == want, ms,
+			    poll(NULL, 0, 10));
 	return cb_health_get(CB_DEP_KAFKA);
 }
 
@@ -82,16 +80,10 @@ static enum cb_dep_state wait_kafka(enum cb_dep_state want, int64_t ms)
  * its figures.  Returns whether it did. */
 static bool wait_cache(struct cb_app *app, int64_t ms, struct cb_stats_view *v)
 {
-	int64_t deadline = t_now_ms() + ms;
-
-	for (;;) {
-		if (cb_health_get(CB_DEP_CACHE) == CB_DEP_UP &&
-		    cb_stats_cache_get(app->cache, CHANNEL, v) == 0)
-			return true;
-		if (t_now_ms() >= deadline)
-			return false;
-		poll(NULL, 0, 10);
-	}
+	return WAIT_UNTIL_DO(cb_health_get(CB_DEP_CACHE) == CB_DEP_UP &&
+				     cb_stats_cache_get(app->cache, CHANNEL,
+							v) == 0,
+			     ms, poll(NULL, 0, 10));
 }
 
 static void test_health_follows_the_broker_without_records(void)
