@@ -895,10 +895,11 @@ static void txn_abort(struct cb_agg *a, const char *why)
 
 		snprintf(msg, sizeof(msg), "abort transaction: %s",
 			 rd_kafka_error_string(e));
-		replace = replaceable(a, rd_kafka_error_code(e), msg,
+		replace = !atomic_load(&a->stop) && !a->fatal &&
+			  replaceable(a, rd_kafka_error_code(e), msg,
 				      sizeof(msg));
 		rd_kafka_error_destroy(e);
-		if (replace && !atomic_load(&a->stop))
+		if (replace)
 			replace_producer(a, msg);
 		else
 			fatal(a, msg);
