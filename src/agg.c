@@ -397,9 +397,10 @@ static bool replaceable(struct cb_agg *a, rd_kafka_resp_err_t code,
 }
 
 /*
- * A fatal transactional error that is not fencing (librdkafka 2.0.2 raises
- * e.g. INVALID_TXN_STATE when a broker outage outlives the transaction
- * timeout) ends this producer instance, not the aggregator: a new producer
+ * A fatal transactional error but a repeated fencing (librdkafka 2.0.2
+ * raises e.g. INVALID_TXN_STATE, or _FENCED, when a broker outage outlives
+ * the transaction timeout; replaceable()) ends this producer instance, not
+ * the aggregator: a new producer
  * with the same transactional.id bumps the epoch, the coordinator aborts
  * what the old one left open, and the open windows are rebuilt from the
  * committed state.  init_transactions waits for the broker (60 s per try)
