@@ -416,6 +416,12 @@ static int replace_producer(struct cb_agg *a, const char *why)
 	if (a->producer != NULL) {
 		rd_kafka_purge(a->producer, RD_KAFKA_PURGE_F_QUEUE |
 						    RD_KAFKA_PURGE_F_INFLIGHT);
+		/* Let requests in flight (a TxnOffsetCommit after the fatal
+		 * error of another) finish, a second at most: librdkafka
+		 * 2.0.2 leaks the send_offsets op when destroyed under one. */
+		for (int i = 0; i < 100 && rd_kafka_outq_len(a->producer) > 0;
+		     i++)
+			rd_kafka_poll(a->producer, 10);
 		rd_kafka_destroy(a->producer);
 		a->producer = NULL;
 	}
