@@ -80,6 +80,11 @@
 /* How long the loop holds (stops polling) before it pauses partitions. */
 #define HOLD_MAX_MS 1000
 #define TXN_TIMEOUT_MS 30000
+/* The FENCED_MAX-th fencing of the producer within FENCED_WINDOW_MS stops
+ * the aggregator (another process uses our transactional.id); fewer are
+ * timeout aborts, answered with a new producer (see replaceable()). */
+#define FENCED_MAX 5
+#define FENCED_WINDOW_MS 300000
 /* rd_kafka_seek_partitions waits for the seeks, which are local and quick,
  * without a bound: librdkafka 2.0.2 (Debian's) reads a timeout there as
  * microseconds (fixed in 2.1.0, librdkafka #4230), so "10000" gave up after
@@ -160,6 +165,9 @@ struct cb_agg {
 	int64_t last_nudge_ms;
 	bool suspect_stall;
 	int64_t hold_since_ms; /* the loop stopped polling at, 0: it polls */
+	/* the last FENCED_MAX fencings (cb_mono_ms), a ring; how many */
+	int64_t fenced_at[FENCED_MAX];
+	unsigned nfenced;
 };
 
 static void fatal(struct cb_agg *a, const char *what)
@@ -297,6 +305,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 			rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
 }
 
+static int produce_fatal(struct cb_agg *a, const char *topic);
+
 /* Produces one record in the current transaction. */
 static int produce(struct cb_agg *a, const char *topic, int32_t partition,
 		   const char *key, size_t key_len, const void *val,
@@ -317,6 +327,8 @@ static int produce(struct cb_agg *a, const char *topic, int32_t partition,
 			rd_kafka_poll(a->producer, 100);
 			continue;
 		}
+		if (err == RD_KAFKA_RESP_ERR__FATAL)
+			return produce_fatal(a, topic);
 		cb_warn(SUB, "produce to %s: %s", topic, rd_kafka_err2str(err));
 		return cb_kafka_err(err);
 	}
@@ -333,7 +345,10 @@ static void start_recovery(struct cb_agg *a)
 			part_set_state(&a->parts[p], PS_RECOVERING);
 }
 
-/* True when the error means another process took our transactional.id. */
+/* True when the broker rejected our producer epoch: another process took
+ * our transactional.id, or the coordinator aborted a transaction that
+ * outlived transaction.timeout.ms and bumped the epoch (KIP-360, Kafka
+ * 2.5+); librdkafka 2.0.2 reports both as the fatal _FENCED. */
 static bool fenced(rd_kafka_resp_err_t code)
 {
 	return code == RD_KAFKA_RESP_ERR__FENCED ||
@@ -341,9 +356,51 @@ static bool fenced(rd_kafka_resp_err_t code)
 }
 
 /*
- * A fatal transactional error that is not fencing (librdkafka 2.0.2 raises
- * e.g. INVALID_TXN_STATE when a broker outage outlives the transaction
- * timeout) ends this producer instance, not the aggregator: a new producer
+ * Records a fencing at now (ms, monotonic); true when it is the
+ * FENCED_MAX-th within FENCED_WINDOW_MS.  A timeout abort happens once per
+ * outage; a second process with our transactional.id fences us again each
+ * time we replace the producer (and we it), within seconds.
+ */
+static bool fenced_again(struct cb_agg *a, int64_t now)
+{
+	a->fenced_at[a->nfenced % FENCED_MAX] = now;
+	a->nfenced++;
+	return a->nfenced >= FENCED_MAX &&
+	       now - a->fenced_at[a->nfenced % FENCED_MAX] < FENCED_WINDOW_MS;
+}
+
+/*
+ * Whether a fatal producer error (its text in msg) lets the producer be
+ * replaced: every one but a fencing that repeats; then msg says why the
+ * aggregator stops.
+ */
+static bool replaceable(struct cb_agg *a, rd_kafka_resp_err_t code,
+			char *msg, size_t msg_size)
+{
+	size_t n = strlen(msg);
+
+	if (!fenced(code))
+		return true;
+	cb_metric_add(CB_M_agg_producer_fencings_total, 1);
+	if (!fenced_again(a, cb_mono_ms())) {
+		cb_warn(SUB, "%s: producer epoch rejected (a transaction that "
+			     "outlived its timeout was aborted?)",
+			msg);
+		return true;
+	}
+	snprintf(msg + n, msg_size - n,
+		 " (fenced %d times within %d s: another process uses "
+		 "transactional.id %s: give each instance its own "
+		 "--instance-id)",
+		 FENCED_MAX, FENCED_WINDOW_MS / 1000, a->txn_id);
+	return false;
+}
+
+/*
+ * A fatal transactional error but a repeated fencing (librdkafka 2.0.2
+ * raises e.g. INVALID_TXN_STATE, or _FENCED, when a broker outage outlives
+ * the transaction timeout; replaceable()) ends this producer instance, not
+ * the aggregator: a new producer
  * with the same transactional.id bumps the epoch, the coordinator aborts
  * what the old one left open, and the open windows are rebuilt from the
  * committed state.  init_transactions waits for the broker (60 s per try)
@@ -359,6 +416,12 @@ static int replace_producer(struct cb_agg *a, const char *why)
 	if (a->producer != NULL) {
 		rd_kafka_purge(a->producer, RD_KAFKA_PURGE_F_QUEUE |
 						    RD_KAFKA_PURGE_F_INFLIGHT);
+		/* Let requests in flight (a TxnOffsetCommit after the fatal
+		 * error of another) finish, a second at most: librdkafka
+		 * 2.0.2 leaks the send_offsets op when destroyed under one. */
+		for (int i = 0; i < 100 && rd_kafka_outq_len(a->producer) > 0;
+		     i++)
+			rd_kafka_poll(a->producer, 10);
 		rd_kafka_destroy(a->producer);
 		a->producer = NULL;
 	}
@@ -384,6 +447,20 @@ static int replace_producer(struct cb_agg *a, const char *why)
 	return 0;
 }
 
+/* producev() refused: the producer has a fatal error, which decides. */
+static int produce_fatal(struct cb_agg *a, const char *topic)
+{
+	char msg[512], reason[256];
+	rd_kafka_resp_err_t code =
+		rd_kafka_fatal_error(a->producer, reason, sizeof(reason));
+
+	snprintf(msg, sizeof(msg), "produce to %s: %s", topic, reason);
+	if (!atomic_load(&a->stop) && replaceable(a, code, msg, sizeof(msg)))
+		return replace_producer(a, msg) == 0 ? CB_E_AGAIN : CB_E_FATAL;
+	fatal(a, msg);
+	return CB_E_FATAL;
+}
+
 static int txn_begin(struct cb_agg *a)
 {
 	rd_kafka_error_t *e;
@@ -393,11 +470,13 @@ static int txn_begin(struct cb_agg *a)
 	e = rd_kafka_begin_transaction(a->producer);
 	if (e != NULL) {
 		char why[512];
-		bool replace = rd_kafka_error_is_fatal(e) &&
-			       !fenced(rd_kafka_error_code(e));
+		bool replace;
 
 		snprintf(why, sizeof(why), "begin transaction: %s",
 			 rd_kafka_error_string(e));
+		replace = rd_kafka_error_is_fatal(e) &&
+			  replaceable(a, rd_kafka_error_code(e), why,
+				      sizeof(why));
 		rd_kafka_error_destroy(e);
 		if (replace)
 			return replace_producer(a, why) == 0 ? CB_E_AGAIN
@@ -819,12 +898,15 @@ static void txn_abort(struct cb_agg *a, const char *why)
 			continue;
 		}
 		char msg[512];
-		bool replace = !fenced(rd_kafka_error_code(e));
+		bool replace;
 
 		snprintf(msg, sizeof(msg), "abort transaction: %s",
 			 rd_kafka_error_string(e));
+		replace = !atomic_load(&a->stop) && !a->fatal &&
+			  replaceable(a, rd_kafka_error_code(e), msg,
+				      sizeof(msg));
 		rd_kafka_error_destroy(e);
-		if (replace && !atomic_load(&a->stop))
+		if (replace)
 			replace_producer(a, msg);
 		else
 			fatal(a, msg);
@@ -851,16 +933,11 @@ static int txn_error(struct cb_agg *a, rd_kafka_error_t *e, const char *what,
 		rd_kafka_error_destroy(e);
 		return 0;
 	}
-	if (rd_kafka_error_is_fatal(e) && !fenced(rd_kafka_error_code(e)) &&
-	    !atomic_load(&a->stop)) {
+	if (rd_kafka_error_is_fatal(e) && !atomic_load(&a->stop) &&
+	    replaceable(a, rd_kafka_error_code(e), msg, sizeof(msg))) {
 		rd_kafka_error_destroy(e);
 		return replace_producer(a, msg) == 0 ? CB_E_AGAIN : CB_E_FATAL;
 	}
-	if (fenced(rd_kafka_error_code(e)))
-		snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
-			 " (another process uses transactional.id %s: give "
-			 "each instance its own --instance-id)",
-			 a->txn_id);
 	rd_kafka_error_destroy(e);
 	fatal(a, msg);
 	return CB_E_FATAL;

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <unistd.h>
 
 #include "chatbattle/agg.h"
 #include "chatbattle/app.h"
@@ -35,6 +36,9 @@
 #define WIN_MS 600000LL
 #define BASE_MS 1699999800000LL /* a multiple of 600000 */
 #define BURST_SEQ0 1000000
+/* Kafka API keys (librdkafka's RD_KAFKAP_* are not in its public headers) */
+#define API_ADD_PARTITIONS_TO_TXN 24
+#define API_TXN_OFFSET_COMMIT 28
 
 static struct t_mock mk;
 static const char *chans[NCH] = {"alpha", "bravo", "charlie", "delta"};
@@ -113,6 +117,8 @@ static int mock_up(void)
 	rd_kafka_mock_topic_create(mk.cluster, "stats", NPART, 1);
 	rd_kafka_mock_topic_create(mk.cluster, "dlq", 1, 1);
 	rd_kafka_mock_topic_create(mk.cluster, "stats2", NPART + 1, 1);
+	rd_kafka_mock_topic_create(mk.cluster, "fstats", NPART, 1);
+	rd_kafka_mock_topic_create(mk.cluster, "fstats2", NPART, 1);
 	rd_kafka_mock_topic_create(mk.cluster, "wide", CB_PARTITIONS_MAX + 1,
 				   1);
 	rd_kafka_mock_topic_create(mk.cluster, "wide-stats",
@@ -321,13 +327,14 @@ struct rig {
 	int fake_cql;
 };
 
-static int rig_up_ring(struct rig *r, const char *group, const char *instance,
-		       uint32_t rows_bytes)
+static int rig_up_stats(struct rig *r, const char *group,
+			const char *instance, uint32_t rows_bytes,
+			const char *stats_topic)
 {
 	char errstr[512];
 
 	memset(r, 0, sizeof(*r));
-	if (config(&r->cfg, group, instance, "stats") != 0)
+	if (config(&r->cfg, group, instance, stats_topic) != 0)
 		return -1;
 	r->app.cfg = &r->cfg;
 	r->app.wake_fd = -1;
@@ -344,6 +351,12 @@ static int rig_up_ring(struct rig *r, const char *group, const char *instance,
 		return -1;
 	}
 	return 0;
+}
+
+static int rig_up_ring(struct rig *r, const char *group, const char *instance,
+		       uint32_t rows_bytes)
+{
+	return rig_up_stats(r, group, instance, rows_bytes, "stats");
 }
 
 static void rig_down(struct rig *r)
@@ -583,6 +596,102 @@ static void test_counts_exact_and_wait_for_acks(void)
 	atomic_store(&t_seek_slow, false);
 }
 
+/*
+ * Regression (t23-kafka-rebalance-broker-kill): a broker killed during a
+ * rebalance outlived transaction.timeout.ms; the coordinator aborted the
+ * open transaction and bumped the producer epoch (KIP-360), the next
+ * request got INVALID_PRODUCER_EPOCH, which librdkafka 2.0.2 raises as the
+ * fatal _FENCED, and the aggregator stopped with "another process uses
+ * transactional.id".  Now one fencing replaces the producer and the
+ * aggregator goes on.  The fencing hits the first transaction of a fresh
+ * group (its AddPartitionsToTxn), so nothing of it reached the mock
+ * cluster's log: the mock keeps neither transactional offsets nor abort
+ * markers, so only there can exact counts prove that nothing was lost or
+ * counted twice.  Runs after the test above: it counts all of msgs again
+ * into its own fstats.
+ */
+static void test_one_fencing_replaces_producer(void)
+{
+	struct rig r;
+
+	cb_metrics_reset();
+	rd_kafka_mock_push_request_errors(
+		mk.cluster, API_ADD_PARTITIONS_TO_TXN, 1,
+		RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH);
+	CHECK_INT(rig_up_stats(&r, "gf1", "if1", 1 << 20, "fstats"), 0);
+	CHECK_OR(stats_match("fstats", 60000), out);
+	CHECK_OR(cb_metric_get(CB_M_agg_producer_fencings_total) == 1, out);
+	CHECK_OR(cb_metric_get(CB_M_agg_transaction_aborts_total) >= 1, out);
+	CHECK_OR(!atomic_load(&r.app.stop_requested), out);
+	/* seq < 4475: window 2 */
+	CHECK_OR(produce_batch(150, 4300) == 0, out);
+	CHECK_OR(stats_match("fstats", 30000), out);
+	CHECK_OR(!atomic_load(&r.app.stop_requested), out);
+out:
+	rig_down(&r);
+}
+
+/* Reads what fd 2 got since it was sent to f (at most cap - 1 bytes). */
+static void read_log(FILE *f, char *buf, size_t cap)
+{
+	size_t n;
+
+	fflush(stderr);
+	rewind(f);
+	n = fread(buf, 1, cap - 1, f);
+	buf[n] = '\0';
+}
+
+/*
+ * Fencing that repeats (as when a second process really uses the same
+ * transactional.id: each side's new producer fences the other) stops the
+ * aggregator at the 5th within 5 minutes, with the message that says so.
+ * The fencings come on TxnOffsetCommit, as in t23.
+ */
+static void test_repeated_fencing_stops(void)
+{
+	struct rig r;
+	static char log[1 << 16];
+	FILE *f = tmpfile();
+	int saved = dup(2);
+	bool up, stopped;
+
+	CHECK(f != NULL && saved >= 0);
+	if (f == NULL || saved < 0)
+		return;
+	cb_metrics_reset();
+	rd_kafka_mock_push_request_errors(
+		mk.cluster, API_TXN_OFFSET_COMMIT, 5,
+		RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH,
+		RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH,
+		RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH,
+		RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH,
+		RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH);
+	fflush(stderr);
+	dup2(fileno(f), 2);
+	/* stderr goes back before any CHECK can return */
+	up = rig_up_stats(&r, "gf2", "if2", 1 << 20, "fstats2") == 0;
+	stopped = up && WAIT_UNTIL(atomic_load(&r.app.stop_requested), 120000);
+	if (up)
+		rig_down(&r);
+	read_log(f, log, sizeof(log));
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	fclose(f);
+	CHECK(up);
+	CHECK(stopped);
+	CHECK_INT(cb_metric_get(CB_M_agg_producer_fencings_total), 5);
+	CHECK_INT(cb_metric_get(CB_M_agg_transactions_total), 0);
+	CHECK(strstr(log, "fenced 5 times within 300 s: another process uses "
+			  "transactional.id") != NULL);
+	if (strstr(log, "(fenced") != NULL) {
+		const char *m = strstr(log, "(fenced");
+
+		printf("# ...%.*s\n", (int)strcspn(m, "\n"), m);
+	}
+}
+
 int main(void)
 {
 	cb_log_init(getenv("CB_TEST_VERBOSE") ? CB_LOG_DEBUG : CB_LOG_ERROR);
@@ -594,6 +703,8 @@ int main(void)
 	RUN(test_refuses_partition_mismatch);
 	RUN(test_refuses_too_many_partitions);
 	RUN(test_counts_exact_and_wait_for_acks);
+	RUN(test_one_fencing_replaces_producer);
+	RUN(test_repeated_fencing_stops);
 	t_mock_down(&mk);
 	return test_done();
 }
