@@ -417,19 +417,29 @@ void cb_http_sse_free(struct cb_http *h)
 	h->sse = NULL;
 }
 
-/* Registers cl (its hello in cl->out) and answers with its stream; frees
- * cl when it cannot. */
+/* Gives cl its stream, first heartbeat deadline and hello (hello_len bytes
+ * of hello), registers it and answers with its stream; frees cl (and its
+ * battle request) when it cannot. */
 static enum MHD_Result open_stream(struct cb_http_ctx *x,
-				   struct sse_client *cl)
+				   struct sse_client *cl, const char *hello,
+				   int hello_len)
 {
 	static const char *const busy[] = {"Retry-After", "10", NULL};
 	static const char *const hdrs[] = {
 		"Cache-Control", "no-cache",
 		"X-Accel-Buffering", "no",
 		NULL};
-	struct cb_http_sse *s = cl->sse;
+	struct cb_http_sse *s = x->h->sse;
 	struct MHD_Response *r;
 
+	cl->sse = s;
+	cl->conn = x->conn;
+	cl->next_hb_ms = cb_mono_ms() + x->h->cfg->sse_heartbeat_s * 1000;
+	if (set_out(cl, hello, (size_t)hello_len) != 0) {
+		free(cl->battle);
+		free(cl);
+		return cb_http_error(x, 500, NULL, "out of memory");
+	}
 	pthread_mutex_lock(&s->lock);
 	if (s->stopping || s->nclients >= (size_t)x->h->cfg->sse_max_clients ||
 	    start_notifier(s) != 0) {
@@ -477,21 +487,14 @@ enum MHD_Result cb_http_sse_events(struct cb_http_ctx *x)
 	cl = calloc(1, sizeof(*cl));
 	if (cl == NULL)
 		return cb_http_error(x, 500, NULL, "out of memory");
-	cl->sse = s;
-	cl->conn = x->conn;
 	memcpy(cl->channel, x->channel, sizeof(cl->channel));
 	last = MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND,
 					   "Last-Event-ID");
 	if (last != NULL)
 		cl->sent_version = strtoull(last, NULL, 10);
-	cl->next_hb_ms = cb_mono_ms() + x->h->cfg->sse_heartbeat_s * 1000;
 	n = snprintf(hello, sizeof(hello), "retry: %d\n: stream of %s\n\n",
 		     RETRY_MS, cl->channel);
-	if (set_out(cl, hello, (size_t)n) != 0) {
-		free(cl);
-		return cb_http_error(x, 500, NULL, "out of memory");
-	}
-	return open_stream(x, cl);
+	return open_stream(x, cl, hello, n);
 }
 
 enum MHD_Result cb_http_sse_battle(struct cb_http_ctx *x)
@@ -516,17 +519,9 @@ enum MHD_Result cb_http_sse_battle(struct cb_http_ctx *x)
 		free(cl);
 		return ret;
 	}
-	cl->sse = s;
-	cl->conn = x->conn;
 	/* For the logs: a battle stream has no one channel. */
 	memcpy(cl->channel, "(battle)", sizeof("(battle)"));
-	cl->next_hb_ms = cb_mono_ms() + x->h->cfg->sse_heartbeat_s * 1000;
 	n = snprintf(hello, sizeof(hello), "retry: %d\n: battle stream\n\n",
 		     RETRY_MS);
-	if (set_out(cl, hello, (size_t)n) != 0) {
-		free(cl->battle);
-		free(cl);
-		return cb_http_error(x, 500, NULL, "out of memory");
-	}
-	return open_stream(x, cl);
+	return open_stream(x, cl, hello, n);
 }
