@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 ROOT = os.environ["CB_ROOT"]
 sys.path.insert(0, os.path.join(ROOT, "test", "integration", "lib"))
@@ -34,8 +35,11 @@ PARTITIONS = 3
 
 
 def cluster(*args, timeout_s=420):
-    """test/infra/cluster ARGS...; (status, stdout + stderr)."""
+    """test/infra/cluster ARGS...; (status, stdout + stderr).  Prints how
+    long it took (the cluster tier's time goes mostly to these)."""
+    t0 = time.monotonic()
     rc, out, err = cbtest.run([CLUSTER] + list(args), timeout_s=timeout_s)
+    print("# cluster %s: status %d in %.0f s" % (" ".join(args), rc, time.monotonic() - t0))
     return rc, out + err
 
 
@@ -145,14 +149,19 @@ class Pipeline:
     def flows(self, n, timeout_s=300):
         """At least n more messages sent by the simulator (it only sends
         what chatbattle reads: back-pressure stops it)."""
-        base = self.sim.sent()
-        return cbtest.wait_until(lambda: self.sim.sent() >= base + n or not self.alive(),
-                                 timeout_s) and self.alive()
+        base, t0 = self.sim.sent(), time.monotonic()
+        ok = cbtest.wait_until(lambda: self.sim.sent() >= base + n or not self.alive(),
+                               timeout_s) and self.alive()
+        print("# %d more messages sent in %.0f s" % (self.sim.sent() - base, time.monotonic() - t0))
+        return ok
 
     def counted_at_least(self, n, timeout_s=300):
         """Waits until channel-stats (read_committed) counts n messages."""
-        return cbtest.wait_until(lambda: self.counted() >= n or not self.alive(),
-                                 timeout_s, 1) and self.alive()
+        t0 = time.monotonic()
+        ok = cbtest.wait_until(lambda: self.counted() >= n or not self.alive(),
+                               timeout_s, 1) and self.alive()
+        print("# %d counted (waited for %d) in %.0f s" % (self.counted(), n, time.monotonic() - t0))
+        return ok
 
     def alive(self):
         """Every chatbattle of this pipeline still runs (one that stopped on

@@ -152,7 +152,11 @@ def run(cmd, timeout_s=120, input_text=None):
         p = subprocess.run(cmd, input=input_text, capture_output=True, text=True, timeout=timeout_s)
         return p.returncode, p.stdout, p.stderr
     except subprocess.TimeoutExpired as e:
-        return 124, e.stdout or "", "timed out after %ss: %s" % (timeout_s, " ".join(cmd))
+        # TimeoutExpired carries bytes even with text=True.
+        out = e.stdout or b""
+        if isinstance(out, bytes):
+            out = out.decode("utf-8", "replace")
+        return 124, out, "timed out after %ss: %s" % (timeout_s, " ".join(cmd))
 
 
 def kcat_metadata(topic):
