@@ -223,7 +223,7 @@ struct cql {
 	char insert_cql[256];
 	uint8_t prepared_id[64];
 	size_t prepared_len;
-	/* cassandra_tables: which INSERTs each row gets (at least one) */
+	/* cassandra_tables: the INSERTs made for each row, one or both */
 	bool write_raw, write_daily;
 	char insert_day_cql[320];
 	uint8_t prepared_day_id[64];
