@@ -1082,6 +1082,15 @@ static void on_ctl_response(struct conn *c, struct cb_cql_response *res)
 		return;
 	if (res->hdr.opcode == CB_CQL_OP_ERROR) {
 		cb_cql_error_describe(&res->error, why, sizeof(why));
+		if (c->ctl == CTL_PREPARE && c->preparing_day) {
+			/* most likely a schema from before cql/003 */
+			size_t k = strlen(why);
+
+			snprintf(why + k, sizeof(why) - k,
+				 " (preparing the INSERT into "
+				 "raw_chat_messages_by_day: run chatbattle init, "
+				 "or set cassandra_tables = raw)");
+		}
 		if (c->ctl == CTL_AUTH || c->ctl == CTL_STARTUP ||
 		    c->ctl == CTL_PREPARE) {
 			conn_auth_fail(c, why);

@@ -70,7 +70,8 @@ struct fake {
 	int day_rows;          /* daily-table INSERTs received */
 	int connections;
 	int ring_queries;
-	uint8_t stored[FK_ROWS];
+	uint8_t stored[FK_ROWS];     /* raw_chat_messages rows */
+	uint8_t stored_day[FK_ROWS]; /* raw_chat_messages_by_day rows */
 	bool forget_prepared;
 	int registered;        /* index of the REGISTERed connection, -1 */
 };
@@ -314,7 +315,6 @@ static inline bool fk_read_row(struct fake *fk, struct cb_cql_rd *r, bool store,
 			return false;
 		memmove(&v[1], &v[2], 6 * sizeof(v[0]));
 		fk->day_rows++;
-		store = false;
 	}
 	if (r->failed || v[2].len != 16)
 		return false;
@@ -322,7 +322,9 @@ static inline bool fk_read_row(struct fake *fk, struct cb_cql_rd *r, bool store,
 	      ((uint32_t)v[2].p[14] << 8) | v[2].p[15];
 	if (idx >= FK_ROWS)
 		return false;
-	if (store)
+	if (store && nvalues == 8)
+		fk->stored_day[idx]++;
+	else if (store)
 		fk->stored[idx]++;
 	return true;
 }
