@@ -10,7 +10,8 @@
  *
  * Kafka: cluster metadata, and the topics chatbattle uses exist.
  * Cassandra: a session (TLS and authentication as configured), the
- * keyspace and its raw_chat_messages table exist, then one line per node
+ * keyspace and its tables (raw_chat_messages and/or raw_chat_messages_by_day,
+ * as cassandra_tables says) exist, then one line per node
  * of the ring (check_nodes).  Twitch: TCP, TLS with
  * certificate and host name verified (unless irc_tls is off), and a login
  * (with the configured credentials, else anonymous) answered by 001;
@@ -281,31 +282,48 @@ static bool check_cassandra(const struct cb_config *cfg)
 			 hosts, version, ks);
 		goto out;
 	}
-	if (err == 0) {
-		snprintf(q, sizeof(q),
-			 "SELECT table_name FROM system_schema.tables WHERE "
-			 "keyspace_name = '%s' AND table_name = "
-			 "'raw_chat_messages'",
-			 ks);
-		err = cb_cql_query_text(s, q, name, sizeof(name), errstr,
-					sizeof(errstr));
-	}
-	if (err == CB_E_NOTFOUND) {
+	/* the tables cassandra_tables writes (and the readers read) */
+	{
+		const char *t = cfg->cassandra_tables;
+		const char *want[2];
+		size_t nwant = 0;
+
+		if (t == NULL || strcmp(t, "daily") != 0)
+			want[nwant++] = "raw_chat_messages";
+		if (t == NULL || strcmp(t, "raw") != 0)
+			want[nwant++] = "raw_chat_messages_by_day";
+		for (size_t i = 0; i < nwant && err == 0; i++) {
+			snprintf(q, sizeof(q),
+				 "SELECT table_name FROM system_schema.tables "
+				 "WHERE keyspace_name = '%s' AND table_name = "
+				 "'%s'",
+				 ks, want[i]);
+			err = cb_cql_query_text(s, q, name, sizeof(name),
+						errstr, sizeof(errstr));
+			if (err == CB_E_NOTFOUND) {
+				snprintf(detail, sizeof(detail),
+					 "%s: Cassandra %s answers, but "
+					 "keyspace %s has no table %s (run "
+					 "chatbattle init%s)",
+					 hosts, version, ks, want[i],
+					 i == nwant - 1 && nwant == 2
+						 ? ", or set cassandra_tables = raw"
+						 : "");
+				goto out;
+			}
+		}
+		if (err != 0) {
+			snprintf(detail, sizeof(detail), "%s", errstr);
+			goto out;
+		}
 		snprintf(detail, sizeof(detail),
-			 "%s: Cassandra %s answers, but keyspace %s has no "
-			 "table raw_chat_messages (run chatbattle init)",
-			 hosts, version, ks);
-		goto out;
+			 "%s: Cassandra %s; keyspace %s with table%s %s%s%s%s%s",
+			 hosts, version, ks, nwant == 2 ? "s" : "", want[0],
+			 nwant == 2 ? ", " : "", nwant == 2 ? want[1] : "",
+			 cfg->cassandra_tls ? "; TLS" : "",
+			 cfg->cassandra_username[0] != '\0' ? "; authenticated"
+							     : "");
 	}
-	if (err != 0) {
-		snprintf(detail, sizeof(detail), "%s", errstr);
-		goto out;
-	}
-	snprintf(detail, sizeof(detail),
-		 "%s: Cassandra %s; keyspace %s with table "
-		 "raw_chat_messages%s%s",
-		 hosts, version, ks, cfg->cassandra_tls ? "; TLS" : "",
-		 cfg->cassandra_username[0] != '\0' ? "; authenticated" : "");
 	ok = true;
 out:
 	report("cassandra", ok ? "ok" : "failed", detail);
