@@ -46,6 +46,7 @@
 #include "chatbattle/cql_ring.h"
 #include "chatbattle/err.h"
 #include "chatbattle/irc_msg.h"
+#include "chatbattle/isotime.h"
 #include "chatbattle/kafka.h"
 #include "chatbattle/murmur3.h"
 #include "chatbattle/tls.h"
@@ -139,8 +140,46 @@ out:
  * configured consistency; the writer's view is in /metrics
  * (chatbattle_cql_nodes_up, chatbattle_cql_connections).
  */
+/* One "token" line: the key's token, its replicas, the node written via. */
+static void token_line(const char *key, int64_t t,
+		       const struct cb_cql_ring *ring, int err,
+		       const char *errstr, const struct cb_cql_peer *peers,
+		       const bool *up)
+{
+	char detail[1024], reps[600];
+	const uint16_t *rep = NULL;
+	size_t k = err == 0 ? cb_cql_ring_replicas(ring, t, &rep) : 0;
+	int pick = -1;
+	size_t o = 0;
+
+	reps[0] = '\0';
+	for (size_t i = 0; i < k; i++)
+		o += (size_t)snprintf(reps + o,
+				      o < sizeof(reps) ? sizeof(reps) - o : 0,
+				      "%s%s:%d", i ? "," : "", peers[rep[i]].addr,
+				      peers[rep[i]].port);
+	for (int pass = 0; pass < 2 && pick < 0; pass++)
+		for (size_t i = 0; i < k && pick < 0; i++)
+			if (up[rep[i]] &&
+			    (strcmp(peers[rep[i]].dc, peers[0].dc) == 0) ==
+				    (pass == 0))
+				pick = rep[i];
+	if (err != 0)
+		snprintf(detail, sizeof(detail),
+			 "%s: %" PRId64 "; no replicas: %s", key, t, errstr);
+	else
+		snprintf(detail, sizeof(detail),
+			 "%s: %" PRId64 "; replicas %s; written via %s%s%.0d",
+			 key, t, reps,
+			 pick >= 0 ? peers[pick].addr
+				   : "the next live node (no replica answers)",
+			 pick >= 0 ? ":" : "", pick >= 0 ? peers[pick].port : 0);
+	report("token", err == 0 ? "ok" : "failed", detail);
+}
+
 /*
- * `check CHANNEL...`: for each channel id, its Murmur3 token, the replicas
+ * `check CHANNEL...`: for each channel id, its Murmur3 token (with the
+ * day-bucketed table also that of (channel, today), shown as CH@DATE), the replicas
  * of that token under the keyspace's replication (cql_ring.c, as the
  * writer computes them), and the node the writer sends its rows to: the
  * first replica in ring order that answers, in the contact point's data
@@ -154,7 +193,7 @@ static void check_tokens(const struct cb_config *cfg,
 	struct cb_cql_ring_node rn[64];
 	struct cb_cql_ring ring = {0};
 	struct cb_cql_repl repl;
-	char errstr[512], detail[1024], reps[600];
+	char errstr[512] = "";
 	int err;
 
 	if (n > sizeof(rn) / sizeof(rn[0]))
@@ -172,41 +211,25 @@ static void check_tokens(const struct cb_config *cfg,
 					sizeof(errstr));
 	for (int a = 0; a < cfg->nargs; a++) {
 		const char *ch = cfg->args[a];
-		int64_t t = cb_murmur3_token(ch, strlen(ch));
-		const uint16_t *rep = NULL;
-		size_t k = err == 0 ? cb_cql_ring_replicas(&ring, t, &rep) : 0;
-		int pick = -1;
-		size_t o = 0;
 
-		reps[0] = '\0';
-		for (size_t i = 0; i < k; i++)
-			o += (size_t)snprintf(reps + o, o < sizeof(reps)
-							 ? sizeof(reps) - o
-							 : 0,
-					      "%s%s:%d", i ? "," : "",
-					      peers[rep[i]].addr,
-					      peers[rep[i]].port);
-		for (int pass = 0; pass < 2 && pick < 0; pass++)
-			for (size_t i = 0; i < k && pick < 0; i++)
-				if (up[rep[i]] &&
-				    (strcmp(peers[rep[i]].dc, peers[0].dc) ==
-				     0) == (pass == 0))
-					pick = rep[i];
-		if (err != 0)
-			snprintf(detail, sizeof(detail),
-				 "%s: %" PRId64 "; no replicas: %s", ch, t,
-				 errstr);
-		else
-			snprintf(detail, sizeof(detail),
-				 "%s: %" PRId64 "; replicas %s; written via "
-				 "%s%s%.0d",
-				 ch, t, reps,
-				 pick >= 0 ? peers[pick].addr
-					   : "the next live node (no replica "
-					     "answers)",
-				 pick >= 0 ? ":" : "",
-				 pick >= 0 ? peers[pick].port : 0);
-		report("token", err == 0 ? "ok" : "failed", detail);
+		if (cfg->cassandra_tables == NULL ||
+		    strcmp(cfg->cassandra_tables, "daily") != 0)
+			token_line(ch, cb_murmur3_token(ch, strlen(ch)), &ring,
+				   err, errstr, peers, up);
+		if (cfg->cassandra_tables == NULL ||
+		    strcmp(cfg->cassandra_tables, "raw") != 0) {
+			/* raw_chat_messages_by_day: today's bucket */
+			int32_t day = cb_murmur3_day_of_ms(cb_wall_ms());
+			char key[300], iso[CB_ISOTIME_MAX];
+
+			snprintf(key, sizeof(key), "%s@%.10s", ch,
+				 cb_isotime_format((int64_t)day * 86400000,
+						   iso));
+			token_line(key,
+				   cb_murmur3_token_channel_day(ch, strlen(ch),
+								day),
+				   &ring, err, errstr, peers, up);
+		}
 	}
 	cb_cql_ring_free(&ring);
 }
