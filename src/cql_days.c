@@ -54,7 +54,7 @@ int cb_cql_days_walk(int32_t newest, int32_t oldest, size_t limit,
 	uint8_t *owned = NULL;
 	size_t ps_len = 0, got = 0;
 	int32_t day = newest;
-	int err = 0;
+	int err = 0, queries = 0;
 
 	*cursor_out = NULL;
 	*cursor_out_len = 0;
@@ -71,6 +71,14 @@ int cb_cql_days_walk(int32_t newest, int32_t oldest, size_t limit,
 	while (got < limit && day >= oldest) {
 		uint8_t *next = NULL;
 		size_t next_len = 0, rows = 0;
+
+		/* Cassandra may answer a page with no row (tombstones) but
+		 * always moves on; one that does not is not followed
+		 * forever. */
+		if (++queries > CB_CQL_DAYS_QUERIES_MAX) {
+			free(owned);
+			return CB_E_PROTO;
+		}
 
 		err = query(q, day, ps, ps_len, limit - got, &rows, &next,
 			    &next_len);

@@ -21,6 +21,7 @@
 
 #define CB_CQL_DAYS_MAGIC "CBd1"
 #define CB_CQL_DAYS_HDR 8
+#define CB_CQL_DAYS_QUERIES_MAX 10000 /* partition queries per walk */
 
 /*
  * Encodes (day, paging state ps[0..n-1]) into a malloc'd cursor *out
@@ -52,8 +53,9 @@ typedef int (*cb_cql_days_query_fn)(void *q, int32_t day, const uint8_t *ps,
  * Reads at most limit rows, days newest..oldest (inclusive, newest >=
  * oldest), starting at cursor (NULL: the newest day's start).  Sets
  * *cursor_out to a malloc'd cursor when rows may follow, else NULL.
- * Returns 0, CB_E_PARSE (a bad cursor, or one outside the range), or the
- * query's error.
+ * Returns 0, CB_E_PARSE (a bad cursor, or one outside the range),
+ * CB_E_PROTO (more than CB_CQL_DAYS_QUERIES_MAX queries: a server whose
+ * pages never end), or the query's error.
  */
 int cb_cql_days_walk(int32_t newest, int32_t oldest, size_t limit,
 		     const uint8_t *cursor, size_t cursor_len,

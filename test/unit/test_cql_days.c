@@ -225,6 +225,32 @@ static void an_empty_range_reads_nothing(void)
 	CHECK(cur == NULL);
 }
 
+/* A server that answers every page with no row and a paging state. */
+static int stuck(void *q, int32_t day, const uint8_t *ps, size_t ps_len,
+		 size_t limit, size_t *rows, uint8_t **ps_out,
+		 size_t *ps_out_len)
+{
+	(*(int *)q)++;
+	*rows = 0;
+	*ps_out = malloc(1);
+	(*ps_out)[0] = 7;
+	*ps_out_len = 1;
+	return 0;
+}
+
+static void a_server_whose_pages_never_end_is_not_followed_forever(void)
+{
+	uint8_t *cur = NULL;
+	size_t cur_len = 0;
+	int queries = 0;
+
+	CHECK_INT(cb_cql_days_walk(DAY0 + 5, DAY0, 10, NULL, 0, stuck,
+				   &queries, &cur, &cur_len),
+		  CB_E_PROTO);
+	CHECK_INT(queries, CB_CQL_DAYS_QUERIES_MAX);
+	CHECK(cur == NULL);
+}
+
 int main(void)
 {
 	RUN(cursor_round_trip);
@@ -233,5 +259,6 @@ int main(void)
 	RUN(a_page_spans_midnight);
 	RUN(a_failed_query_ends_the_walk);
 	RUN(an_empty_range_reads_nothing);
+	RUN(a_server_whose_pages_never_end_is_not_followed_forever);
 	return test_done();
 }
