@@ -989,6 +989,15 @@ int cb_cql_read_messages(struct cb_cql_session *s, const char *channel,
 	size_t rows;
 	int err;
 
+	/* A day cursor given to the raw table (the setting changed between
+	 * pages): a raw paging state starts with the partition key's 2-byte
+	 * length, never "CB" (0x4342 bytes: no channel id is that long). */
+	if (!s->daily && page_in != NULL &&
+	    page_in_len >= CB_CQL_DAYS_HDR &&
+	    memcmp(page_in, CB_CQL_DAYS_MAGIC, 4) == 0)
+		return cb_seterr(errstr, errstr_size, CB_E_PARSE,
+				 "a page token of raw_chat_messages_by_day, "
+				 "but cassandra_tables = raw");
 	if (!s->daily)
 		return read_partition(s, false, channel, 0, since_ms, until_ms,
 				      limit, page_in, page_in_len, cb, ctx,
