@@ -10,7 +10,8 @@
  *
  * Kafka: cluster metadata, and the topics chatbattle uses exist.
  * Cassandra: a session (TLS and authentication as configured), the
- * keyspace and its raw_chat_messages table exist, then one line per node
+ * keyspace and its tables (raw_chat_messages and/or raw_chat_messages_by_day,
+ * as cassandra_tables says) exist, then one line per node
  * of the ring (check_nodes).  Twitch: TCP, TLS with
  * certificate and host name verified (unless irc_tls is off), and a login
  * (with the configured credentials, else anonymous) answered by 001;
@@ -45,6 +46,7 @@
 #include "chatbattle/cql_ring.h"
 #include "chatbattle/err.h"
 #include "chatbattle/irc_msg.h"
+#include "chatbattle/isotime.h"
 #include "chatbattle/kafka.h"
 #include "chatbattle/murmur3.h"
 #include "chatbattle/tls.h"
@@ -138,8 +140,46 @@ out:
  * configured consistency; the writer's view is in /metrics
  * (chatbattle_cql_nodes_up, chatbattle_cql_connections).
  */
+/* One "token" line: the key's token, its replicas, the node written via. */
+static void token_line(const char *key, int64_t t,
+		       const struct cb_cql_ring *ring, int err,
+		       const char *errstr, const struct cb_cql_peer *peers,
+		       const bool *up)
+{
+	char detail[1024], reps[600];
+	const uint16_t *rep = NULL;
+	size_t k = err == 0 ? cb_cql_ring_replicas(ring, t, &rep) : 0;
+	int pick = -1;
+	size_t o = 0;
+
+	reps[0] = '\0';
+	for (size_t i = 0; i < k; i++)
+		o += (size_t)snprintf(reps + o,
+				      o < sizeof(reps) ? sizeof(reps) - o : 0,
+				      "%s%s:%d", i ? "," : "", peers[rep[i]].addr,
+				      peers[rep[i]].port);
+	for (int pass = 0; pass < 2 && pick < 0; pass++)
+		for (size_t i = 0; i < k && pick < 0; i++)
+			if (up[rep[i]] &&
+			    (strcmp(peers[rep[i]].dc, peers[0].dc) == 0) ==
+				    (pass == 0))
+				pick = rep[i];
+	if (err != 0)
+		snprintf(detail, sizeof(detail),
+			 "%s: %" PRId64 "; no replicas: %s", key, t, errstr);
+	else
+		snprintf(detail, sizeof(detail),
+			 "%s: %" PRId64 "; replicas %s; written via %s%s%.0d",
+			 key, t, reps,
+			 pick >= 0 ? peers[pick].addr
+				   : "the next live node (no replica answers)",
+			 pick >= 0 ? ":" : "", pick >= 0 ? peers[pick].port : 0);
+	report("token", err == 0 ? "ok" : "failed", detail);
+}
+
 /*
- * `check CHANNEL...`: for each channel id, its Murmur3 token, the replicas
+ * `check CHANNEL...`: for each channel id, its Murmur3 token (with the
+ * day-bucketed table also that of (channel, today), shown as CH@DATE), the replicas
  * of that token under the keyspace's replication (cql_ring.c, as the
  * writer computes them), and the node the writer sends its rows to: the
  * first replica in ring order that answers, in the contact point's data
@@ -153,7 +193,7 @@ static void check_tokens(const struct cb_config *cfg,
 	struct cb_cql_ring_node rn[64];
 	struct cb_cql_ring ring = {0};
 	struct cb_cql_repl repl;
-	char errstr[512], detail[1024], reps[600];
+	char errstr[512] = "";
 	int err;
 
 	if (n > sizeof(rn) / sizeof(rn[0]))
@@ -171,41 +211,25 @@ static void check_tokens(const struct cb_config *cfg,
 					sizeof(errstr));
 	for (int a = 0; a < cfg->nargs; a++) {
 		const char *ch = cfg->args[a];
-		int64_t t = cb_murmur3_token(ch, strlen(ch));
-		const uint16_t *rep = NULL;
-		size_t k = err == 0 ? cb_cql_ring_replicas(&ring, t, &rep) : 0;
-		int pick = -1;
-		size_t o = 0;
 
-		reps[0] = '\0';
-		for (size_t i = 0; i < k; i++)
-			o += (size_t)snprintf(reps + o, o < sizeof(reps)
-							 ? sizeof(reps) - o
-							 : 0,
-					      "%s%s:%d", i ? "," : "",
-					      peers[rep[i]].addr,
-					      peers[rep[i]].port);
-		for (int pass = 0; pass < 2 && pick < 0; pass++)
-			for (size_t i = 0; i < k && pick < 0; i++)
-				if (up[rep[i]] &&
-				    (strcmp(peers[rep[i]].dc, peers[0].dc) ==
-				     0) == (pass == 0))
-					pick = rep[i];
-		if (err != 0)
-			snprintf(detail, sizeof(detail),
-				 "%s: %" PRId64 "; no replicas: %s", ch, t,
-				 errstr);
-		else
-			snprintf(detail, sizeof(detail),
-				 "%s: %" PRId64 "; replicas %s; written via "
-				 "%s%s%.0d",
-				 ch, t, reps,
-				 pick >= 0 ? peers[pick].addr
-					   : "the next live node (no replica "
-					     "answers)",
-				 pick >= 0 ? ":" : "",
-				 pick >= 0 ? peers[pick].port : 0);
-		report("token", err == 0 ? "ok" : "failed", detail);
+		if (cfg->cassandra_tables == NULL ||
+		    strcmp(cfg->cassandra_tables, "daily") != 0)
+			token_line(ch, cb_murmur3_token(ch, strlen(ch)), &ring,
+				   err, errstr, peers, up);
+		if (cfg->cassandra_tables == NULL ||
+		    strcmp(cfg->cassandra_tables, "raw") != 0) {
+			/* raw_chat_messages_by_day: today's bucket */
+			int32_t day = cb_murmur3_day_of_ms(cb_wall_ms());
+			char key[300], iso[CB_ISOTIME_MAX];
+
+			snprintf(key, sizeof(key), "%s@%.10s", ch,
+				 cb_isotime_format((int64_t)day * 86400000,
+						   iso));
+			token_line(key,
+				   cb_murmur3_token_channel_day(ch, strlen(ch),
+								day),
+				   &ring, err, errstr, peers, up);
+		}
 	}
 	cb_cql_ring_free(&ring);
 }
@@ -281,31 +305,48 @@ static bool check_cassandra(const struct cb_config *cfg)
 			 hosts, version, ks);
 		goto out;
 	}
-	if (err == 0) {
-		snprintf(q, sizeof(q),
-			 "SELECT table_name FROM system_schema.tables WHERE "
-			 "keyspace_name = '%s' AND table_name = "
-			 "'raw_chat_messages'",
-			 ks);
-		err = cb_cql_query_text(s, q, name, sizeof(name), errstr,
-					sizeof(errstr));
-	}
-	if (err == CB_E_NOTFOUND) {
+	/* the tables cassandra_tables writes (and the readers read) */
+	{
+		const char *t = cfg->cassandra_tables;
+		const char *want[2];
+		size_t nwant = 0;
+
+		if (t == NULL || strcmp(t, "daily") != 0)
+			want[nwant++] = "raw_chat_messages";
+		if (t == NULL || strcmp(t, "raw") != 0)
+			want[nwant++] = "raw_chat_messages_by_day";
+		for (size_t i = 0; i < nwant && err == 0; i++) {
+			snprintf(q, sizeof(q),
+				 "SELECT table_name FROM system_schema.tables "
+				 "WHERE keyspace_name = '%s' AND table_name = "
+				 "'%s'",
+				 ks, want[i]);
+			err = cb_cql_query_text(s, q, name, sizeof(name),
+						errstr, sizeof(errstr));
+			if (err == CB_E_NOTFOUND) {
+				snprintf(detail, sizeof(detail),
+					 "%s: Cassandra %s answers, but "
+					 "keyspace %s has no table %s (run "
+					 "chatbattle init%s)",
+					 hosts, version, ks, want[i],
+					 i == nwant - 1 && nwant == 2
+						 ? ", or set cassandra_tables = raw"
+						 : "");
+				goto out;
+			}
+		}
+		if (err != 0) {
+			snprintf(detail, sizeof(detail), "%s", errstr);
+			goto out;
+		}
 		snprintf(detail, sizeof(detail),
-			 "%s: Cassandra %s answers, but keyspace %s has no "
-			 "table raw_chat_messages (run chatbattle init)",
-			 hosts, version, ks);
-		goto out;
+			 "%s: Cassandra %s; keyspace %s with table%s %s%s%s%s%s",
+			 hosts, version, ks, nwant == 2 ? "s" : "", want[0],
+			 nwant == 2 ? ", " : "", nwant == 2 ? want[1] : "",
+			 cfg->cassandra_tls ? "; TLS" : "",
+			 cfg->cassandra_username[0] != '\0' ? "; authenticated"
+							     : "");
 	}
-	if (err != 0) {
-		snprintf(detail, sizeof(detail), "%s", errstr);
-		goto out;
-	}
-	snprintf(detail, sizeof(detail),
-		 "%s: Cassandra %s; keyspace %s with table "
-		 "raw_chat_messages%s%s",
-		 hosts, version, ks, cfg->cassandra_tls ? "; TLS" : "",
-		 cfg->cassandra_username[0] != '\0' ? "; authenticated" : "");
 	ok = true;
 out:
 	report("cassandra", ok ? "ok" : "failed", detail);

@@ -1,8 +1,10 @@
 /*
  * cmd_history.c - `chatbattle history --channel C [--since T] [--until T]
  * [--limit N]`: the seed's "historical access and replay".  Reads the
- * channel's rows of <keyspace>.raw_chat_messages back through the CQL
- * module's blocking session (cb_cql_read_messages), newest first, a page
+ * channel's rows of <keyspace>.raw_chat_messages (cassandra_tables = raw)
+ * or raw_chat_messages_by_day (daily, both: the day buckets newest first,
+ * docs/cql.md) back through the CQL module's blocking session
+ * (cb_cql_read_messages), newest first, a page
  * of history_page_size rows at a time, and prints each as one ChatMessage
  * JSON object a line, with the original fields in their original order
  * (channel_id, user_id, username, message, timestamp, emotes, message_id),

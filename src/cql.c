@@ -129,7 +129,8 @@ struct req {
 	int64_t retry_at_ms;
 	struct conn *conn;
 	int16_t stream;
-	int64_t token;          /* Murmur3 token of the channel (partition key) */
+	int64_t token;          /* Murmur3 token of the partition key */
+	int32_t day;            /* UTC day of the rows (daily table) */
 };
 
 struct node;
@@ -143,6 +144,7 @@ struct conn {
 	enum ctl_op ctl;
 	int64_t ctl_sent_ms;
 	bool need_prepare;
+	bool preparing_day;     /* the PREPARE in flight is the daily INSERT */
 	bool need_register;
 	struct req **slots;     /* [inflight + 1], index = stream id */
 	bool *orphan;           /* a timed-out request still owns the id */
@@ -221,6 +223,11 @@ struct cql {
 	char insert_cql[256];
 	uint8_t prepared_id[64];
 	size_t prepared_len;
+	/* cassandra_tables: the INSERTs made for each row, one or both */
+	bool write_raw, write_daily;
+	char insert_day_cql[320];
+	uint8_t prepared_day_id[64];
+	size_t prepared_day_len;
 
 	struct req *reqs;       /* the pool */
 	size_t nreqs;
@@ -458,7 +465,9 @@ static size_t row_size(const struct cb_row_hdr *h)
 	return (n + 7) & ~(size_t)7;
 }
 
-static void put_row_values(struct cb_cql_wbuf *o, const struct cb_row_hdr *h)
+/* The values of a row from column `first` (0: channel_id) on. */
+static void put_row_values_from(struct cb_cql_wbuf *o,
+				const struct cb_row_hdr *h, int first)
 {
 	const uint8_t *v = (const uint8_t *)(h + 1);
 	const char *channel = (const char *)v;
@@ -467,13 +476,37 @@ static void put_row_values(struct cb_cql_wbuf *o, const struct cb_row_hdr *h)
 	const char *message = username + h->username_len;
 	const uint8_t *emotes = (const uint8_t *)(message + h->message_len);
 
-	cb_cql_put_value_text(o, channel, h->channel_len);
+	if (first == 0)
+		cb_cql_put_value_text(o, channel, h->channel_len);
 	cb_cql_put_value_bigint(o, h->timestamp_ms);
 	cb_cql_put_value_uuid(o, h->message_id);
 	cb_cql_put_value_text(o, user_id, h->user_id_len);
 	cb_cql_put_value_text(o, username, h->username_len);
 	cb_cql_put_value_text(o, message, h->message_len);
 	cb_cql_put_emote_block(o, emotes, h->emotes_len, h->emote_count);
+}
+
+static void put_row_values(struct cb_cql_wbuf *o, const struct cb_row_hdr *h)
+{
+	put_row_values_from(o, h, 0);
+}
+
+/* The 8 values of the daily INSERT: channel_id, day, then as above. */
+static void put_day_row_values(struct cb_cql_wbuf *o,
+			       const struct cb_row_hdr *h)
+{
+	const char *channel = (const char *)(h + 1);
+	uint8_t d[4];
+	uint32_t day = (uint32_t)cb_murmur3_day_of_ms(h->timestamp_ms) +
+		       0x80000000u;
+
+	d[0] = (uint8_t)(day >> 24);
+	d[1] = (uint8_t)(day >> 16);
+	d[2] = (uint8_t)(day >> 8);
+	d[3] = (uint8_t)day;
+	cb_cql_put_value_text(o, channel, h->channel_len);
+	cb_cql_put_bytes(o, d, 4);
+	put_row_values_from(o, h, 1);
 }
 
 /* Encodes r for stream into w->out (compressed when the connection uses
@@ -485,27 +518,50 @@ static int encode_req(struct cql *w, const struct req *r, int16_t stream,
 	size_t f, off = 0;
 
 	cb_cql_wbuf_reset(o);
-	if (r->nrows == 1) {
+	if (r->nrows == 1 && !(w->write_raw && w->write_daily)) {
 		struct cb_cql_params p = {0};
 
 		p.consistency = w->consistency;
-		p.nvalues = 7;
+		p.nvalues = w->write_raw ? 7 : 8;
 		p.skip_metadata = true;
 		p.timestamp_us = INT64_MIN;
 		f = cb_cql_frame_begin(o, stream, CB_CQL_OP_EXECUTE);
-		cb_cql_put_short_bytes(o, w->prepared_id, w->prepared_len);
+		if (w->write_raw)
+			cb_cql_put_short_bytes(o, w->prepared_id,
+					       w->prepared_len);
+		else
+			cb_cql_put_short_bytes(o, w->prepared_day_id,
+					       w->prepared_day_len);
 		cb_cql_put_params_head(o, &p);
-		put_row_values(o, row_at(r, 0));
+		if (w->write_raw)
+			put_row_values(o, row_at(r, 0));
+		else
+			put_day_row_values(o, row_at(r, 0));
 		cb_cql_put_params_tail(o, &p);
 		cb_cql_frame_end(o, f);
 	} else {
-		f = cb_cql_batch_begin(o, stream, 1 /* unlogged */, r->nrows);
+		/* With both tables, a row's two INSERTs travel in the same
+		 * unlogged batch: two partitions (the channel's and its
+		 * day's), acknowledged together, so the FIFO marks a row done
+		 * only once both tables hold it. */
+		uint16_t per = (uint16_t)(w->write_raw + w->write_daily);
+
+		f = cb_cql_batch_begin(o, stream, 1 /* unlogged */,
+				       (uint16_t)(r->nrows * per));
 		for (uint16_t i = 0; i < r->nrows; i++) {
 			const struct cb_row_hdr *h = row_at(r, off);
 
-			cb_cql_put_batch_prepared(o, w->prepared_id,
-						  w->prepared_len, 7);
-			put_row_values(o, h);
+			if (w->write_raw) {
+				cb_cql_put_batch_prepared(o, w->prepared_id,
+							  w->prepared_len, 7);
+				put_row_values(o, h);
+			}
+			if (w->write_daily) {
+				cb_cql_put_batch_prepared(
+					o, w->prepared_day_id,
+					w->prepared_day_len, 8);
+				put_day_row_values(o, h);
+			}
 			off += row_size(h);
 		}
 		cb_cql_batch_end(o, f, w->consistency, INT64_MIN);
@@ -585,14 +641,23 @@ static void ctl_send(struct conn *c, enum ctl_op op)
 		conn_fail(c, "cannot queue a control request");
 }
 
-static void send_prepare(struct conn *c)
+/* Prepares the raw INSERT (when written), then, on its answer, the daily
+ * one (when written). */
+static void send_prepare_one(struct conn *c, bool day)
 {
 	cb_cql_wbuf_reset(&c->w->out);
-	cb_cql_enc_prepare(&c->w->out, CTL_STREAM, c->w->insert_cql);
+	cb_cql_enc_prepare(&c->w->out, CTL_STREAM,
+			   day ? c->w->insert_day_cql : c->w->insert_cql);
+	c->preparing_day = day;
 	c->need_prepare = false;
 	if (c->state == C_READY)
 		set_state(c, C_PREPARE, S(C_READY));
 	ctl_send(c, CTL_PREPARE);
+}
+
+static void send_prepare(struct conn *c)
+{
+	send_prepare_one(c, !c->w->write_raw);
 }
 
 /* A QUERY of the system tables on stream 0 (they are node-local: ONE). */
@@ -1017,6 +1082,15 @@ static void on_ctl_response(struct conn *c, struct cb_cql_response *res)
 		return;
 	if (res->hdr.opcode == CB_CQL_OP_ERROR) {
 		cb_cql_error_describe(&res->error, why, sizeof(why));
+		if (c->ctl == CTL_PREPARE && c->preparing_day) {
+			/* most likely a schema from before cql/003 */
+			size_t k = strlen(why);
+
+			snprintf(why + k, sizeof(why) - k,
+				 " (preparing the INSERT into "
+				 "raw_chat_messages_by_day: run chatbattle init, "
+				 "or set cassandra_tables = raw)");
+		}
 		if (c->ctl == CTL_AUTH || c->ctl == CTL_STARTUP ||
 		    c->ctl == CTL_PREPARE) {
 			conn_auth_fail(c, why);
@@ -1071,20 +1145,33 @@ static void on_ctl_response(struct conn *c, struct cb_cql_response *res)
 		    res->prepared_id.len <= 0 ||
 		    (size_t)res->prepared_id.len > sizeof(w->prepared_id))
 			break;
-		if (res->meta.ncolumns != 7) {
+		if (res->meta.ncolumns != (c->preparing_day ? 8 : 7)) {
 			snprintf(why, sizeof(why),
-				 "the prepared INSERT has %" PRId32
-				 " bind variables, not 7",
-				 res->meta.ncolumns);
+				 "the prepared INSERT into %s has %" PRId32
+				 " bind variables, not %d",
+				 c->preparing_day ? "raw_chat_messages_by_day"
+						  : "raw_chat_messages",
+				 res->meta.ncolumns, c->preparing_day ? 8 : 7);
 			conn_auth_fail(c, why);
 			return;
 		}
-		if ((size_t)res->prepared_id.len != w->prepared_len ||
-		    memcmp(res->prepared_id.p, w->prepared_id,
-			   w->prepared_len) != 0) {
-			memcpy(w->prepared_id, res->prepared_id.p,
-			       (size_t)res->prepared_id.len);
-			w->prepared_len = (size_t)res->prepared_id.len;
+		{
+			uint8_t *id = c->preparing_day ? w->prepared_day_id
+						       : w->prepared_id;
+			size_t *len = c->preparing_day ? &w->prepared_day_len
+						       : &w->prepared_len;
+
+			if ((size_t)res->prepared_id.len != *len ||
+			    memcmp(res->prepared_id.p, id, *len) != 0) {
+				memcpy(id, res->prepared_id.p,
+				       (size_t)res->prepared_id.len);
+				*len = (size_t)res->prepared_id.len;
+			}
+		}
+		if (!c->preparing_day && w->write_daily) {
+			/* the daily INSERT next, still on stream 0 */
+			send_prepare_one(c, true);
+			return;
 		}
 		if (c->state == C_PREPARE || c->state == C_STARTUP)
 			/* ctl_next makes it READY */
@@ -1564,10 +1651,15 @@ static bool can_take(const struct cql *w)
 	       w->bytes_inflight < INFLIGHT_BYTES_MAX && !w->acks_blocked;
 }
 
-static bool same_channel(const struct req *r, const struct cb_row_hdr *h)
+/* Whether h belongs to r's partition: the same channel, and with the
+ * daily table the same UTC day. */
+static bool same_channel(const struct cql *w, const struct req *r,
+			 const struct cb_row_hdr *h)
 {
 	const struct cb_row_hdr *f = row_at(r, 0);
 
+	if (w->write_daily && cb_murmur3_day_of_ms(h->timestamp_ms) != r->day)
+		return false;
 	return f->channel_len == h->channel_len &&
 	       memcmp(f + 1, h + 1, h->channel_len) == 0;
 }
@@ -1594,8 +1686,15 @@ static bool req_add(struct cql *w, struct req *r, const struct cb_row_hdr *h,
 		buffers_add(w, (int64_t)(cap - r->cap));
 		r->cap = cap;
 	}
-	if (r->nrows == 0) /* the partition key: channel_id */
+	if (r->nrows == 0 && w->write_daily) {
+		/* route by the daily partition (channel_id, day); with both
+		 * tables the coordinator forwards the raw row */
+		r->day = cb_murmur3_day_of_ms(h->timestamp_ms);
+		r->token = cb_murmur3_token_channel_day(
+			(const char *)(h + 1), h->channel_len, r->day);
+	} else if (r->nrows == 0) { /* the partition key: channel_id */
 		r->token = cb_murmur3_token(h + 1, h->channel_len);
+	}
 	memcpy(r->data + r->len, h, len);
 	if (need > len)
 		memset(r->data + r->len + len, 0, need - len);
@@ -1635,7 +1734,7 @@ static void pull_rows(struct cql *w)
 			continue;
 		}
 		for (int i = 0; i < nopen; i++)
-			if (same_channel(open[i], h)) {
+			if (same_channel(w, open[i], h)) {
 				r = open[i];
 				break;
 			}
@@ -1848,6 +1947,9 @@ int cb_cql_start(struct cb_app *app, char *errstr, size_t errstr_size)
 		 strcmp(cfg->cassandra_compression, "lz4") == 0;
 	cb_cql_insert_cql(cfg->cassandra_keyspace, w->insert_cql,
 			  sizeof(w->insert_cql));
+	cb_cql_insert_day_cql(cfg->cassandra_keyspace, w->insert_day_cql,
+			      sizeof(w->insert_day_cql));
+	cb_cql_cfg_tables(cfg, &w->write_raw, &w->write_daily);
 	cb_cql_wbuf_init(&w->out, 0);
 	err = cb_cql_hosts(cfg, &w->hosts, &w->nhosts, errstr, errstr_size);
 	if (err != 0)

@@ -6,6 +6,7 @@
 #ifndef CHATBATTLE_CQL_INT_H
 #define CHATBATTLE_CQL_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,12 @@ uint16_t cb_cql_cfg_consistency(const struct cb_config *cfg);
  * channel_id, timestamp, message_id, user_id, username, message, emotes),
  * into buf. */
 void cb_cql_insert_cql(const char *keyspace, char *buf, size_t size);
+/* The same for raw_chat_messages_by_day (8 bind variables: channel_id,
+ * day, then those of raw_chat_messages after channel_id). */
+void cb_cql_insert_day_cql(const char *keyspace, char *buf, size_t size);
+/* Which tables cfg->cassandra_tables names (raw, daily, both; unset:
+ * both).  Readers use the daily table whenever it is written. */
+void cb_cql_cfg_tables(const struct cb_config *cfg, bool *raw, bool *daily);
 
 /* Writes the [value] of a list<text> from the record's emote block
  * (count times uint16_t length + bytes, unaligned). */

@@ -26,7 +26,9 @@
 #include "chatbattle/clock.h"
 #include "chatbattle/config.h"
 #include "chatbattle/cql.h"
+#include "chatbattle/cql_days.h"
 #include "chatbattle/cql_frame.h"
+#include "chatbattle/murmur3.h"
 #include "chatbattle/cql_ring.h"
 #include "chatbattle/err.h"
 #include "chatbattle/log.h"
@@ -51,6 +53,7 @@ struct cb_cql_session {
 	size_t zbuf_cap;
 	struct cb_cql_response res;
 	char keyspace[64];
+	bool daily;        /* read raw_chat_messages_by_day (cassandra_tables) */
 };
 
 /* ---- shared helpers (cql_int.h) ---- */
@@ -148,6 +151,23 @@ void cb_cql_insert_cql(const char *keyspace, char *buf, size_t size)
 		 "message_id, user_id, username, message, emotes) VALUES "
 		 "(?, ?, ?, ?, ?, ?, ?)",
 		 keyspace);
+}
+
+void cb_cql_insert_day_cql(const char *keyspace, char *buf, size_t size)
+{
+	snprintf(buf, size,
+		 "INSERT INTO %s.raw_chat_messages_by_day (channel_id, day, "
+		 "timestamp, message_id, user_id, username, message, emotes) "
+		 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		 keyspace);
+}
+
+void cb_cql_cfg_tables(const struct cb_config *cfg, bool *raw, bool *daily)
+{
+	const char *t = cfg->cassandra_tables;
+
+	*raw = t == NULL || strcmp(t, "daily") != 0;
+	*daily = t == NULL || strcmp(t, "raw") != 0;
 }
 
 void cb_cql_put_emote_block(struct cb_cql_wbuf *w, const uint8_t *block,
@@ -572,6 +592,11 @@ int cb_cql_session_open(const struct cb_config *cfg, const char *keyspace,
 		s->consistency = cb_cql_cfg_consistency(cfg);
 		s->lz4 = cfg->cassandra_compression != NULL &&
 			 strcmp(cfg->cassandra_compression, "lz4") == 0;
+		{
+			bool raw;
+
+			cb_cql_cfg_tables(cfg, &raw, &s->daily);
+		}
 		snprintf(s->host, sizeof(s->host), "%s:%d", hosts[i].name,
 			 hosts[i].port);
 		cb_cql_wbuf_init(&s->w, 0);
@@ -829,31 +854,39 @@ static int row_message(const struct cb_cql_bytes *v, struct cb_cql_message *m,
 	return 0;
 }
 
-int cb_cql_read_messages(struct cb_cql_session *s, const char *channel,
-			 int64_t since_ms, int64_t until_ms, size_t limit,
-			 const uint8_t *page_in, size_t page_in_len,
-			 cb_cql_message_cb cb, void *ctx, uint8_t **page_out,
-			 size_t *page_out_len, char *errstr,
-			 size_t errstr_size)
+/* One partition's query: the channel's (raw) or the channel's day's
+ * (day >= INT32_MIN + 1 with the daily table).  Sets *rows and, when the
+ * partition has more, *page_out (malloc'd). */
+static int read_partition(struct cb_cql_session *s, bool daily,
+			  const char *channel, int32_t day, int64_t since_ms,
+			  int64_t until_ms, size_t limit,
+			  const uint8_t *page_in, size_t page_in_len,
+			  cb_cql_message_cb cb, void *ctx, size_t *rows,
+			  uint8_t **page_out, size_t *page_out_len,
+			  char *errstr, size_t errstr_size)
 {
+	const char *table = daily ? "raw_chat_messages_by_day"
+				  : "raw_chat_messages";
 	struct cb_cql_params p = params_of(s);
 	struct cb_cql_bytes v[7];
 	struct cb_cql_message m;
 	struct cb_cql_str *emotes;
-	char cql[256];
+	char cql[320];
 	size_t f;
 	int err, k, rc = 0;
 
+	*rows = 0;
 	*page_out = NULL;
 	*page_out_len = 0;
 	if (limit == 0)
 		return 0;
 	snprintf(cql, sizeof(cql),
 		 "SELECT channel_id, timestamp, message_id, user_id, "
-		 "username, message, emotes FROM %s.raw_chat_messages "
-		 "WHERE channel_id = ? AND timestamp >= ? AND timestamp < ?",
-		 s->keyspace[0] != '\0' ? s->keyspace : "twitch_chat");
-	p.nvalues = 3;
+		 "username, message, emotes FROM %s.%s "
+		 "WHERE channel_id = ? %sAND timestamp >= ? AND timestamp < ?",
+		 s->keyspace[0] != '\0' ? s->keyspace : "twitch_chat", table,
+		 daily ? "AND day = ? " : "");
+	p.nvalues = daily ? 4 : 3;
 	p.page_size = limit > 5000 ? 5000 : (int32_t)limit;
 	p.paging_state = page_in;
 	p.paging_state_len = page_in_len;
@@ -862,6 +895,13 @@ int cb_cql_read_messages(struct cb_cql_session *s, const char *channel,
 	cb_cql_put_long_string(&s->w, cql, strlen(cql));
 	cb_cql_put_params_head(&s->w, &p);
 	cb_cql_put_value_text(&s->w, channel, strlen(channel));
+	if (daily) {
+		uint32_t d = (uint32_t)day + 0x80000000u;
+		uint8_t b[4] = {(uint8_t)(d >> 24), (uint8_t)(d >> 16),
+				(uint8_t)(d >> 8), (uint8_t)d};
+
+		cb_cql_put_bytes(&s->w, b, 4);
+	}
 	cb_cql_put_value_bigint(&s->w, since_ms);
 	cb_cql_put_value_bigint(&s->w, until_ms);
 	cb_cql_put_params_tail(&s->w, &p);
@@ -888,12 +928,13 @@ int cb_cql_read_messages(struct cb_cql_session *s, const char *channel,
 		rc = cb(ctx, &m);
 		if (rc != 0)
 			break;
+		(*rows)++;
 	}
 	free(emotes);
 	if (k < 0)
 		return cb_seterr(errstr, errstr_size, CB_E_PROTO,
 				 "Cassandra %s: malformed row in %s",
-				 s->host, "raw_chat_messages");
+				 s->host, table);
 	if (rc != 0)
 		return rc;
 	if (s->res.meta.paging_state.len > 0) {
@@ -906,4 +947,88 @@ int cb_cql_read_messages(struct cb_cql_session *s, const char *channel,
 		*page_out_len = (size_t)s->res.meta.paging_state.len;
 	}
 	return 0;
+}
+
+/* The walk's view of a session (cb_cql_days_query_fn). */
+struct day_query {
+	struct cb_cql_session *s;
+	const char *channel;
+	int64_t since_ms, until_ms;
+	cb_cql_message_cb cb;
+	void *ctx;
+	char *errstr;
+	size_t errstr_size;
+};
+
+static int day_query(void *q, int32_t day, const uint8_t *ps, size_t ps_len,
+		     size_t limit, size_t *rows, uint8_t **ps_out,
+		     size_t *ps_out_len)
+{
+	struct day_query *d = q;
+
+	return read_partition(d->s, true, d->channel, day, d->since_ms,
+			      d->until_ms, limit, ps, ps_len, d->cb, d->ctx,
+			      rows, ps_out, ps_out_len, d->errstr,
+			      d->errstr_size);
+}
+
+/* How far back the daily walk goes without a lower bound: the tables'
+ * TTL (7 days) and the day the oldest row can still be in. */
+#define HISTORY_DAYS 7
+
+int cb_cql_read_messages(struct cb_cql_session *s, const char *channel,
+			 int64_t since_ms, int64_t until_ms, size_t limit,
+			 const uint8_t *page_in, size_t page_in_len,
+			 cb_cql_message_cb cb, void *ctx, uint8_t **page_out,
+			 size_t *page_out_len, char *errstr,
+			 size_t errstr_size)
+{
+	struct day_query q = {s, channel, since_ms, until_ms, cb, ctx,
+			      errstr, errstr_size};
+	int32_t today, newest, oldest;
+	size_t rows;
+	int err;
+
+	/* A day cursor given to the raw table (the setting changed between
+	 * pages): a raw paging state starts with the partition key's 2-byte
+	 * length, never "CB" (0x4342 bytes: no channel id is that long). */
+	if (!s->daily && page_in != NULL &&
+	    page_in_len >= CB_CQL_DAYS_HDR &&
+	    memcmp(page_in, CB_CQL_DAYS_MAGIC, 4) == 0)
+		return cb_seterr(errstr, errstr_size, CB_E_PARSE,
+				 "a page token of raw_chat_messages_by_day, "
+				 "but cassandra_tables = raw");
+	if (!s->daily)
+		return read_partition(s, false, channel, 0, since_ms, until_ms,
+				      limit, page_in, page_in_len, cb, ctx,
+				      &rows, page_out, page_out_len, errstr,
+				      errstr_size);
+	*page_out = NULL;
+	*page_out_len = 0;
+	if (limit == 0)
+		return 0;
+	/* The days that can hold rows: up to tomorrow (a clock ahead of
+	 * ours), back to the TTL, narrowed by the time bounds. */
+	today = cb_murmur3_day_of_ms(cb_wall_ms());
+	newest = today + 1;
+	oldest = today - HISTORY_DAYS;
+	if (until_ms != INT64_MAX &&
+	    cb_murmur3_day_of_ms(until_ms - 1) < newest)
+		newest = cb_murmur3_day_of_ms(until_ms - 1);
+	if (since_ms != INT64_MIN && cb_murmur3_day_of_ms(since_ms) > oldest)
+		oldest = cb_murmur3_day_of_ms(since_ms);
+	if (newest < oldest)
+		return 0;
+	err = cb_cql_days_walk(newest, oldest, limit, page_in, page_in_len,
+			       day_query, &q, page_out, page_out_len);
+	if (err == CB_E_PARSE)
+		return cb_seterr(errstr, errstr_size, CB_E_PARSE,
+				 "not a page token of %s: made with "
+				 "cassandra_tables = raw, or for other time "
+				 "bounds",
+				 "raw_chat_messages_by_day");
+	if (err == CB_E_NOMEM)
+		return cb_seterr(errstr, errstr_size, CB_E_NOMEM,
+				 "out of memory");
+	return err;
 }

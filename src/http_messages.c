@@ -10,8 +10,10 @@
  * after an I/O error.  The request holds its HTTP thread while Cassandra
  * answers, at most cassandra_timeout_ms.
  *
- * Paging: Cassandra's paging state goes to the client as an opaque
- * base64url token ("page"), and comes back as the next request's page.
+ * Paging: Cassandra's paging state (with the day-bucketed table: the day
+ * and the paging state inside it, cql_days.h) goes to the client as an
+ * opaque base64url token ("page"), and comes back as the next request's
+ * page.
  */
 #include <pthread.h>
 #include <stdint.h>

@@ -125,3 +125,36 @@ int64_t cb_murmur3_token(const void *key, size_t len)
 	cb_murmur3_x64_128(key, len, 0, h);
 	return h[0] == (uint64_t)INT64_MIN ? INT64_MAX : (int64_t)h[0];
 }
+
+int64_t cb_murmur3_token_channel_day(const char *channel, size_t len,
+				     int32_t day)
+{
+	uint8_t key[2 + 255 + 1 + 2 + 4 + 1];
+	uint32_t d = (uint32_t)day + 0x80000000u;
+	size_t o = 0;
+
+	if (len > 255)
+		len = 255;
+	key[o++] = (uint8_t)(len >> 8);
+	key[o++] = (uint8_t)len;
+	memcpy(key + o, channel, len);
+	o += len;
+	key[o++] = 0;
+	key[o++] = 0;
+	key[o++] = 4;
+	key[o++] = (uint8_t)(d >> 24);
+	key[o++] = (uint8_t)(d >> 16);
+	key[o++] = (uint8_t)(d >> 8);
+	key[o++] = (uint8_t)d;
+	key[o++] = 0;
+	return cb_murmur3_token(key, o);
+}
+
+int32_t cb_murmur3_day_of_ms(int64_t ms)
+{
+	int64_t d = ms / 86400000;
+
+	if (ms % 86400000 < 0)
+		d--;
+	return (int32_t)d;
+}

@@ -106,8 +106,11 @@ struct cb_cql_message {
 typedef int (*cb_cql_message_cb)(void *ctx, const struct cb_cql_message *m);
 
 /*
- * Reads the messages of one channel from <keyspace>.raw_chat_messages,
- * newest first, with since_ms <= timestamp < until_ms (since_ms INT64_MIN
+ * Reads the messages of one channel from <keyspace>.raw_chat_messages
+ * (cassandra_tables = raw) or, otherwise, from raw_chat_messages_by_day,
+ * walking its day partitions newest first over the 7 days of the TTL
+ * (cql_days.h; the token then carries the day and the paging state), newest
+ * first, with since_ms <= timestamp < until_ms (since_ms INT64_MIN
  * and until_ms INT64_MAX: unbounded), at most limit rows, starting at the
  * opaque paging token page_in (NULL: the first page).  Calls cb once per
  * row.  When more rows follow, *page_out is set to a malloc'd token (the

@@ -23,4 +23,17 @@ void cb_murmur3_x64_128(const void *key, size_t len, uint64_t seed,
  * text column such as channel_id: its UTF-8 bytes). */
 int64_t cb_murmur3_token(const void *key, size_t len);
 
+/*
+ * The token of the composite partition key (channel_id text, day date) of
+ * raw_chat_messages_by_day.  Cassandra serializes a composite key as, per
+ * component, a 2-byte big-endian length, the bytes and a 0x00
+ * end-of-component byte; a date is 4 bytes, the day number since the epoch
+ * plus 2^31, unsigned, big-endian.  A channel longer than 255 bytes (never:
+ * Twitch logins have at most 25) gets the token of its first 255.
+ */
+int64_t cb_murmur3_token_channel_day(const char *channel, size_t len,
+				     int32_t day);
+
+/* The UTC day (days since 1970-01-01, floored) of an epoch-ms instant. */
+int32_t cb_murmur3_day_of_ms(int64_t ms);
 #endif

@@ -7,6 +7,12 @@
  *
  *   bench_cql HOST:PORT KEYSPACE ROWS BATCH_ROWS [CONNECTIONS]
  *
+ * The environment shapes the rows for test/bench/b31-history:
+ * BENCH_CQL_TABLES (cassandra_tables, default raw), BENCH_CQL_CHANNELS
+ * (default 8) and BENCH_CQL_SPAN_MS (0, the default: timestamps
+ * 1700000000000 + i; else the rows' times spread evenly over the SPAN_MS
+ * before now, so that they fall into the day buckets of the last days).
+ *
  * Without arguments it prints how to run it and exits 0: `make bench` runs
  * it through test/bench/b30-cql, which starts Cassandra, creates the
  * keyspace and compares with the DataStax Python driver on the same node.
@@ -28,12 +34,15 @@
 
 #define PARTITIONS 3
 
+static unsigned nchannels = 8;
+static int64_t ts_base = 1700000000000LL, ts_step_us = 1000;
+
 static uint32_t put_row(uint8_t *p, uint64_t i, int64_t offset)
 {
 	struct cb_row_hdr h = {0};
 	char channel[16], user[16], msg[96];
 	int cl = snprintf(channel, sizeof(channel), "bench%02u",
-			  (unsigned)(i % 8));
+			  (unsigned)(i % nchannels));
 	int ul = snprintf(user, sizeof(user), "user%u", (unsigned)(i % 997));
 	int ml = snprintf(msg, sizeof(msg),
 			  "message %" PRIu64 " Kappa this is fine PogChamp", i);
@@ -43,7 +52,7 @@ static uint32_t put_row(uint8_t *p, uint64_t i, int64_t offset)
 	h.partition = (int32_t)(i % PARTITIONS);
 	h.generation = 1;
 	h.offset = offset;
-	h.timestamp_ms = 1700000000000LL + (int64_t)i;
+	h.timestamp_ms = ts_base + (int64_t)i * ts_step_us / 1000;
 	for (int k = 0; k < 8; k++)
 		h.message_id[k] = (uint8_t)(i >> (8 * k));
 	h.message_id[8] = 0x80; /* a valid variant */
@@ -88,6 +97,19 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	rows = strtoull(argv[3], NULL, 10);
+	if (getenv("BENCH_CQL_CHANNELS") != NULL)
+		nchannels = (unsigned)strtoul(getenv("BENCH_CQL_CHANNELS"),
+					      NULL, 10);
+	if (nchannels == 0)
+		nchannels = 1;
+	if (getenv("BENCH_CQL_SPAN_MS") != NULL && rows > 0) {
+		int64_t span = strtoll(getenv("BENCH_CQL_SPAN_MS"), NULL, 10);
+
+		if (span > 0) {
+			ts_base = cb_wall_ms() - span;
+			ts_step_us = span * 1000 / (int64_t)rows;
+		}
+	}
 	cargv[cargc++] = "bench_cql";
 	cargv[cargc++] = "--cassandra-hosts";
 	cargv[cargc++] = argv[1];
@@ -97,6 +119,10 @@ int main(int argc, char **argv)
 	cargv[cargc++] = argv[4];
 	cargv[cargc++] = "--cassandra-connections";
 	cargv[cargc++] = argc > 5 ? argv[5] : "2";
+	cargv[cargc++] = "--cassandra-tables";
+	cargv[cargc++] = getenv("BENCH_CQL_TABLES") != NULL
+				 ? getenv("BENCH_CQL_TABLES")
+				 : "raw";
 	cargv[cargc++] = "--log-level";
 	cargv[cargc++] = "warn";
 	cargv[cargc] = NULL;

@@ -67,9 +67,11 @@ struct fake {
 	int requests;
 	int unanswered;        /* writes received while silent */
 	int prepares;
+	int day_rows;          /* daily-table INSERTs received */
 	int connections;
 	int ring_queries;
-	uint8_t stored[FK_ROWS];
+	uint8_t stored[FK_ROWS];     /* raw_chat_messages rows */
+	uint8_t stored_day[FK_ROWS]; /* raw_chat_messages_by_day rows */
 	bool forget_prepared;
 	int registered;        /* index of the REGISTERed connection, -1 */
 };
@@ -297,21 +299,32 @@ static inline void fk_answer_query(struct fake *fk, struct cb_cql_rd *r,
 	cb_cql_frame_end(w, f);
 }
 
-/* Reads one row's 7 values; counts the row index kept in message_id. */
-static inline bool fk_read_row(struct fake *fk, struct cb_cql_rd *r, bool store)
+/* Reads one row's 7 values (8 with the daily table's day, which is
+ * checked and skipped); counts the row index kept in message_id, for the
+ * raw table only, so that both tables count a row once. */
+static inline bool fk_read_row(struct fake *fk, struct cb_cql_rd *r, bool store,
+			       int nvalues)
 {
-	struct cb_cql_bytes v[7];
+	struct cb_cql_bytes v[8];
 	uint32_t idx;
 
-	for (int i = 0; i < 7; i++)
+	for (int i = 0; i < nvalues; i++)
 		v[i] = cb_cql_get_bytes(r);
+	if (nvalues == 8) {
+		if (v[1].len != 4)
+			return false;
+		memmove(&v[1], &v[2], 6 * sizeof(v[0]));
+		fk->day_rows++;
+	}
 	if (r->failed || v[2].len != 16)
 		return false;
 	idx = ((uint32_t)v[2].p[12] << 24) | ((uint32_t)v[2].p[13] << 16) |
 	      ((uint32_t)v[2].p[14] << 8) | v[2].p[15];
 	if (idx >= FK_ROWS)
 		return false;
-	if (store)
+	if (store && nvalues == 8)
+		fk->stored_day[idx]++;
+	else if (store)
 		fk->stored[idx]++;
 	return true;
 }
@@ -352,7 +365,9 @@ static inline bool fk_write(struct fake *fk, struct cb_cql_rd *r, uint8_t op,
 		(void)cb_cql_get_short_bytes(r);
 		(void)cb_cql_get_short(r);
 		(void)cb_cql_get_byte(r);
-		ok = cb_cql_get_short(r) == 7 && fk_read_row(fk, r, true);
+		uint16_t nv = cb_cql_get_short(r);
+
+		ok = (nv == 7 || nv == 8) && fk_read_row(fk, r, true, nv);
 	} else {
 		uint16_t ns;
 
@@ -361,8 +376,12 @@ static inline bool fk_write(struct fake *fk, struct cb_cql_rd *r, uint8_t op,
 		for (uint16_t i = 0; i < ns && ok; i++) {
 			ok = cb_cql_get_byte(r) == 1;
 			(void)cb_cql_get_short_bytes(r);
-			ok = ok && cb_cql_get_short(r) == 7 &&
-			     fk_read_row(fk, r, true);
+			if (ok) {
+				uint16_t nv = cb_cql_get_short(r);
+
+				ok = (nv == 7 || nv == 8) &&
+				     fk_read_row(fk, r, true, nv);
+			}
 		}
 	}
 	if (!ok)
@@ -398,25 +417,32 @@ static inline bool fk_handle(struct fake *fk, int ci, const uint8_t *p, size_t n
 	case CB_CQL_OP_QUERY:
 		fk_answer_query(fk, &r, stream, w);
 		return true;
-	case CB_CQL_OP_PREPARE:
+	case CB_CQL_OP_PREPARE: {
+		struct cb_cql_bytes q = cb_cql_get_long_string(&r);
+		int nv = q.len > 0 && memmem(q.p, (size_t)q.len, "_by_day", 7)
+				 ? 8
+				 : 7;
+
 		fk->prepares++;
 		fk->forget_prepared = false;
 		fk_put_frame(w, stream, CB_CQL_OP_RESULT);
 		cb_cql_put_int(w, CB_CQL_RESULT_PREPARED);
-		cb_cql_put_short_bytes(w, "\x01\x02", 2);
+		cb_cql_put_short_bytes(w, nv == 8 ? "\x01\x03" : "\x01\x02",
+				       2);
 		cb_cql_put_int(w, 1); /* global table spec */
-		cb_cql_put_int(w, 7);
+		cb_cql_put_int(w, nv);
 		cb_cql_put_int(w, 1);
 		cb_cql_put_short(w, 0);
 		cb_cql_put_string(w, "ks", 2);
 		cb_cql_put_string(w, "raw_chat_messages", 17);
-		for (int i = 0; i < 7; i++) {
+		for (int i = 0; i < nv; i++) {
 			cb_cql_put_string(w, "c", 1);
 			cb_cql_put_short(w, CB_CQL_T_VARCHAR);
 		}
 		cb_cql_put_int(w, 4); /* result metadata: none */
 		cb_cql_put_int(w, 0);
 		break;
+	}
 	case CB_CQL_OP_EXECUTE:
 	case CB_CQL_OP_BATCH:
 		return fk_write(fk, &r, op, stream, w);

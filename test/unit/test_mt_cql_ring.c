@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "chatbattle/log.h"
+#include "chatbattle/murmur3.h"
 #include "cql_fake.h"
 #include "test.h"
 
@@ -82,8 +83,10 @@ static char *argv[] = {"t",
 		       "32",
 		       "--log-level",
 		       "error",
+		       "--cassandra-tables", /* routing by the channel's token */
+		       "raw",
 		       NULL};
-#define ARGC 11
+#define ARGC 13
 
 static struct fake_cluster cl;
 
@@ -136,6 +139,71 @@ static void rows_go_to_the_replica_of_their_token(void)
 			}
 	CHECK(cl.node[0].ring_queries >= 4); /* local, v2, peers, keyspace */
 	CHECK_INT(cb_metric_get(CB_M_cql_rows_written_total), FK_ROWS);
+	cb_ring_free(app.rows);
+	cb_ring_free(app.acks);
+	cb_config_release(&cfg);
+}
+
+/* The node owning token t in cluster_init's ring. */
+static int owner_of(int64_t t)
+{
+	for (int k = 0; k < FK_NODES; k++)
+		if (t <= tokens[k])
+			return k;
+	return 0; /* past the largest: wraps to the smallest */
+}
+
+/* With the daily table, a row goes to the replica of its (channel, day)
+ * composite token, which for these channels is not the owner of the
+ * channel's own token. */
+static void daily_rows_go_to_the_replica_of_their_day_token(void)
+{
+	struct cb_config cfg;
+	struct cb_app app;
+	struct fk_agg g;
+	int want[3], moved = 0;
+	bool all, ready;
+	/* fk rows are stamped 1700000000000 + i ms: one UTC day */
+	int32_t day = cb_murmur3_day_of_ms(1700000000000LL);
+
+	cluster_init(&cl, 3);
+	fk_channels[0] = "xqc";
+	fk_channels[1] = "room";
+	fk_channels[2] = "chan";
+	fk_nchannels = 3;
+	for (int c = 0; c < 3; c++) {
+		want[c] = owner_of(cb_murmur3_token_channel_day(
+			fk_channels[c], strlen(fk_channels[c]), day));
+		moved += want[c] != c;
+	}
+	CHECK(moved > 0); /* else this test would not tell the keys apart */
+	argv[12] = "daily";
+	CHECK(up(31350, 3, &cfg, &app));
+	ready = wait_metrics(3, 6, 3);
+	fk_agg_init(&g);
+	all = ready && fk_agg_run(&app, &g, FK_ROWS, cb_mono_ms() + 30000);
+	cb_cql_stop(&app);
+	fake_cluster_stop(&cl);
+	argv[12] = "raw";
+	CHECK(ready);
+	CHECK(all);
+	CHECK(g.monotonic);
+	for (uint32_t i = 0; i < FK_ROWS; i++)
+		for (int k = 0; k < FK_NODES; k++) {
+			int w = want[i % 3] == k;
+
+			if (cl.node[k].stored_day[i] != w ||
+			    cl.node[k].stored[i] != 0) {
+				printf("# row %u (%s) on node %d: %d daily, "
+				       "%d raw (want %d daily on node %d)\n",
+				       i, fk_channels[i % 3], k,
+				       cl.node[k].stored_day[i],
+				       cl.node[k].stored[i], 1, want[i % 3]);
+				CHECK(0);
+				goto out;
+			}
+		}
+out:
 	cb_ring_free(app.rows);
 	cb_ring_free(app.acks);
 	cb_config_release(&cfg);
@@ -325,6 +393,7 @@ static void another_partitioner_falls_back_to_round_robin(void)
 int main(void)
 {
 	RUN(rows_go_to_the_replica_of_their_token);
+	RUN(daily_rows_go_to_the_replica_of_their_day_token);
 	RUN(status_down_moves_routing_and_up_brings_it_back);
 	RUN(topology_change_adds_and_removes_a_node);
 	RUN(a_dead_nodes_requests_are_resent_elsewhere);

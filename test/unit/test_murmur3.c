@@ -12,6 +12,8 @@
  * (Murmur3Partitioner.getToken; Cassandra refuses an empty text key in a
  * table, so that one comes from its source, not from a query).
  */
+#include <string.h>
+
 #include "chatbattle/murmur3.h"
 #include "test.h"
 
@@ -90,9 +92,63 @@ static void high_tail_bytes_change_the_hash(void)
 	CHECK((int64_t)a[0] == -4442228696663692417LL);
 }
 
+/* The composite partition key (channel_id text, day date) of
+ * raw_chat_messages_by_day.  Read from Cassandra 5.0 (the dev stack,
+ * 2026-12-04) with CREATE TABLE t (c text, d date, PRIMARY KEY ((c, d)));
+ * INSERT ...; SELECT c, d, token(c, d) FROM t.  Days before the epoch,
+ * non-ASCII channels and keys past one 16-byte block included. */
+static void composite_tokens_equal_cassandras(void)
+{
+	static const struct {
+		const char *channel;
+		int32_t day;
+		int64_t token;
+	} v[] = {
+		{"xqc", 20426, 7873245337205983161LL},
+		{"a", 0, 2618530249737980612LL},
+		{"shroud", 19000, -8601067660886292715LL},
+		{"caf\xc3\xa9", 20425, -154196946927680208LL},
+		{"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 20426,
+		 3603643133774505412LL},
+		{"123456789012345", -1, -9050367273772933500LL},
+		{"pokimane", 20427, -2870349692080046775LL},
+		{"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 1,
+		 6182689894258168963LL},
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		int64_t t = cb_murmur3_token_channel_day(
+			v[i].channel, strlen(v[i].channel), v[i].day);
+
+		if (t != v[i].token)
+			printf("# (%s, %d): %" PRId64 ", Cassandra says %" PRId64
+			       "\n",
+			       v[i].channel, (int)v[i].day, t, v[i].token);
+		CHECK(t == v[i].token);
+	}
+	/* not the token of the channel alone */
+	CHECK(cb_murmur3_token_channel_day("xqc", 3, 20426) !=
+	      cb_murmur3_token("xqc", 3));
+}
+
+static void day_of_ms_floors(void)
+{
+	CHECK_INT(cb_murmur3_day_of_ms(0), 0);
+	CHECK_INT(cb_murmur3_day_of_ms(86399999), 0);
+	CHECK_INT(cb_murmur3_day_of_ms(86400000), 1);
+	CHECK_INT(cb_murmur3_day_of_ms(-1), -1);
+	CHECK_INT(cb_murmur3_day_of_ms(-86400000), -1);
+	CHECK_INT(cb_murmur3_day_of_ms(-86400001), -2);
+	/* 2025-12-04T00:00:00Z and a millisecond before */
+	CHECK_INT(cb_murmur3_day_of_ms(1764806400000LL), 20426);
+	CHECK_INT(cb_murmur3_day_of_ms(1764806399999LL), 20425);
+}
+
 int main(void)
 {
 	RUN(tokens_equal_cassandras);
+	RUN(composite_tokens_equal_cassandras);
+	RUN(day_of_ms_floors);
 	RUN(empty_key_is_the_minimum_token);
 	RUN(high_tail_bytes_change_the_hash);
 	return test_done();
