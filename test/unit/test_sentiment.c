@@ -136,8 +136,8 @@ static void test_rules_move_the_score(void)
 }
 
 /* Exact values: VADER's normalisation x / sqrt(x^2 + 15) of the valences
- * in the tables.  t40-agg-exactly-once expects the same three numbers for
- * its input lines; change both together. */
+ * in the tables.  t40-agg-exactly-once and test_agg expect the same
+ * numbers for their input lines; change them together. */
 static void test_pinned_scores(void)
 {
 	CHECK_INT(cb_sentiment_token_valence("PogChamp", 8), 2500);
@@ -150,6 +150,11 @@ static void test_pinned_scores(void)
 	CHECK_INT(score("PogChamp"), 542);
 	CHECK_INT(score("NotLikeThis"), -542);
 	CHECK_INT(score("hi 12345"), 0);
+	/* test_agg's texts (a number follows each). */
+	CHECK_INT(score("hello 7"), 0);
+	CHECK_INT(score("PogChamp 7"), 542);
+	CHECK_INT(score("NotLikeThis 7"), -542);
+	CHECK_INT(score("PogChamp PogChamp 7"), 791);
 	CHECK_INT(cb_sentiment_label(50), CB_SENTIMENT_POSITIVE);
 	CHECK_INT(cb_sentiment_label(49), CB_SENTIMENT_NEUTRAL);
 	CHECK_INT(cb_sentiment_label(-49), CB_SENTIMENT_NEUTRAL);
