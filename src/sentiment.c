@@ -168,7 +168,19 @@ static bool is_punct(char c)
 	       (c >= '[' && c <= '`') || (c >= '{' && c <= '~');
 }
 
-/* bsearch over a table sorted by byte order, with a length-bounded key. */
+/* Byte order of a NUL-terminated token and a counted key (which may hold
+ * NUL bytes: JSON text can carry \u0000), as strcmp orders the table. */
+static int key_cmp(const char *token, const char *s, size_t len)
+{
+	size_t tlen = strlen(token);
+	int c = memcmp(token, s, tlen < len ? tlen : len);
+
+	if (c != 0)
+		return c;
+	return tlen < len ? -1 : tlen > len ? 1 : 0;
+}
+
+/* bsearch over a table sorted by byte order. */
 static const struct lex *lex_find(const struct lex *t, size_t n,
 				  const char *s, size_t len)
 {
@@ -176,10 +188,8 @@ static const struct lex *lex_find(const struct lex *t, size_t n,
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strncmp(t[mid].token, s, len);
+		int c = key_cmp(t[mid].token, s, len);
 
-		if (c == 0 && t[mid].token[len] != '\0')
-			c = 1;
 		if (c == 0)
 			return &t[mid];
 		if (c < 0)
@@ -271,6 +281,28 @@ static void tok_fill(struct tok *t, const char *raw, size_t len)
 		hit = vader_find(t->low, t->low_len);
 	if (hit != NULL)
 		t->valence = hit->valence_milli;
+}
+
+static int table_check(const struct lex *t, size_t n)
+{
+	int bad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(t[i].token);
+
+		if (i > 0 && strcmp(t[i - 1].token, t[i].token) >= 0)
+			bad++;
+		if (lex_find(t, n, t[i].token, len) != &t[i])
+			bad++;
+	}
+	return bad;
+}
+
+int cb_sentiment_table_check(void)
+{
+	return table_check(emotes, COUNT(emotes)) +
+	       table_check(chat_words, COUNT(chat_words)) +
+	       table_check(vader_lexicon, COUNT(vader_lexicon));
 }
 
 int32_t cb_sentiment_token_valence(const char *token, size_t len)

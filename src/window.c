@@ -874,14 +874,19 @@ static int win_read(struct cb_winset *ws, struct rd *r, struct win *w,
 		return CB_E_PARSE;
 	if (version >= 2) {
 		uint64_t pos, neg;
+		int64_t lim;
 
 		w->mood_sum = get_sv(r);
 		pos = get_uv(r);
 		neg = get_uv(r);
-		/* The sums are bounded by the count they were made of. */
-		if (pos + neg > (uint64_t)w->count ||
-		    w->mood_sum > w->count * 1000 ||
-		    w->mood_sum < -w->count * 1000)
+		/* The sums are bounded by the count they were made of (a
+		 * damaged count must not overflow the bound). */
+		if (w->count < 0 || w->count > INT64_MAX / 1000)
+			return CB_E_PARSE;
+		lim = w->count * 1000;
+		if (pos > (uint64_t)w->count ||
+		    neg > (uint64_t)w->count - pos || w->mood_sum > lim ||
+		    w->mood_sum < -lim)
 			return CB_E_PARSE;
 		w->mood_pos = (uint32_t)pos;
 		w->mood_neg = (uint32_t)neg;

@@ -36,4 +36,8 @@ enum cb_sentiment_label cb_sentiment_label(int32_t score_milli);
  * looked up inside a message, or 0 when neither knows it (tests, docs). */
 int32_t cb_sentiment_token_valence(const char *token, size_t len);
 
+/* Tests: how many entries of the three tables are out of byte order or
+ * not found by their own name (0 when the tables are sound). */
+int cb_sentiment_table_check(void);
+
 #endif

@@ -177,6 +177,11 @@ static void test_odd_input(void)
 	CHECK_INT(cb_sentiment_score(big, 4), score("good"));
 	/* "good" followed by bytes that must not be read as part of it. */
 	CHECK_INT(cb_sentiment_score("goodbye", 4), score("good"));
+	/* A NUL byte inside a token (JSON's \u0000): not the shorter word,
+	 * and no read past a table entry (ASan). */
+	CHECK_INT(cb_sentiment_score("good\0xx", 7), 0);
+	CHECK_INT(cb_sentiment_score("LUL\0", 4), 0);
+	CHECK_INT(cb_sentiment_score("\0\0\0", 3), 0);
 	many = malloc(5 * 1000 + 1);
 	CHECK(many != NULL);
 	for (int i = 0; i < 1000; i++) {
@@ -190,11 +195,25 @@ static void test_odd_input(void)
 	CHECK(a > 990 && a <= 1000);
 }
 
+/* Every table lookup is a bsearch: each table must be in byte order and
+ * every entry found by its own name. */
+static void test_tables_sorted_and_found(void)
+{
+	const char *probe[] = {"PogChamp", "4Head", "widepeepoHappy", "monkaS",
+			       "$:", ":)", "<3", "good", "zzz", "lol"};
+
+	for (size_t i = 0; i < sizeof(probe) / sizeof(probe[0]); i++)
+		CHECK(cb_sentiment_token_valence(probe[i], strlen(probe[i])) !=
+		      0);
+	CHECK_INT(cb_sentiment_table_check(), 0);
+}
+
 int main(void)
 {
 	RUN(test_labelled_lines);
 	RUN(test_rules_move_the_score);
 	RUN(test_pinned_scores);
 	RUN(test_odd_input);
+	RUN(test_tables_sorted_and_found);
 	return test_done();
 }

@@ -10,6 +10,7 @@
 
 #include "chatbattle/err.h"
 #include "chatbattle/hll.h"
+#include "chatbattle/jw.h"
 #include "chatbattle/topk.h"
 #include "chatbattle/window.h"
 #include "test.h"
@@ -929,6 +930,82 @@ static void test_mood_sums_and_restore(void)
 	cb_winset_free(a);
 }
 
+/*
+ * A version 1 state (before the mood) still restores: its windows keep
+ * their counts and start with zero mood.  Made from a version 2 state of
+ * one window by setting the version byte and cutting the three one-byte
+ * mood varints at its end.
+ */
+static void test_restore_version_1_state(void)
+{
+	struct cb_window_cfg c = cfg(600, 60);
+	struct cb_winset *a, *b;
+	struct cb_win_figures f;
+	struct cb_jw j = {0};
+	char errstr[128];
+	uint8_t bin[65536];
+	const char *st;
+	size_t len;
+	long n;
+	struct msg m;
+
+	CHECK_INT(cb_winset_new(&a, &c, errstr, sizeof(errstr)), 0);
+	for (int i = 0; i < 3; i++) {
+		mk(&m, "alpha", 1000 + i, i, NULL);
+		m.r.mood_milli = 10; /* neutral: sum 30, 0 positive, 0 negative */
+		CHECK_INT(cb_winset_apply(a, &m.r), CB_WIN_APPLIED);
+	}
+	memset(&sink1, 0, sizeof(sink1));
+	CHECK_INT(cb_winset_emit(a, 1, collect, &sink1), 0);
+	st = state_of(&sink1, "alpha", &len);
+	CHECK(st != NULL && len / 4 * 3 <= sizeof(bin));
+	n = cb_jw_base64_decode(st, len, bin);
+	CHECK(n > 4);
+	CHECK_INT(bin[0], 2);
+	CHECK_INT(bin[n - 3], 60); /* zigzag(30) */
+	CHECK_INT(bin[n - 2], 0);
+	CHECK_INT(bin[n - 1], 0);
+	bin[0] = 1;
+	cb_jw_reset(&j);
+	cb_jw_base64(&j, bin, (size_t)n - 3);
+	CHECK(!j.oom && j.len > 2);
+
+	CHECK_INT(cb_winset_new(&b, &c, errstr, sizeof(errstr)), 0);
+	/* The string value without its quotes. */
+	CHECK_INT(cb_winset_restore(b, "alpha", 5, j.buf + 1, j.len - 2, errstr,
+				    sizeof(errstr)),
+		  0);
+	cb_winset_restore_done(b);
+	CHECK_INT(cb_winset_figures(b, "alpha", 0, &f), 0);
+	CHECK_INT(f.message_count, 3);
+	CHECK_INT(f.sentiment_sum, 0);
+	CHECK_INT(f.sentiment_positive, 0);
+	/* The same bytes claiming version 2 are damaged (the mood is
+	 * missing). */
+	bin[0] = 2;
+	cb_jw_reset(&j);
+	cb_jw_base64(&j, bin, (size_t)n - 3);
+	CHECK_INT(cb_winset_restore(b, "alpha", 5, j.buf + 1, j.len - 2, errstr,
+				    sizeof(errstr)),
+		  CB_E_PARSE);
+	/* Damage in the mood fields themselves: */
+	bin[n - 3] = 127; /* zigzag: -64 is fine ... */
+	cb_jw_reset(&j);
+	cb_jw_base64(&j, bin, (size_t)n);
+	CHECK_INT(cb_winset_restore(b, "alpha", 5, j.buf + 1, j.len - 2, errstr,
+				    sizeof(errstr)),
+		  0);
+	bin[n - 1] = 4; /* ... but 4 negative messages out of 3 are not */
+	cb_jw_reset(&j);
+	cb_jw_base64(&j, bin, (size_t)n);
+	CHECK_INT(cb_winset_restore(b, "alpha", 5, j.buf + 1, j.len - 2, errstr,
+				    sizeof(errstr)),
+		  CB_E_PARSE);
+	cb_jw_release(&j);
+	cb_winset_free(b);
+	cb_winset_free(a);
+}
+
 static void test_prune_forgets_closed_and_idle(void)
 {
 	struct cb_window_cfg c = cfg(60, 0);
@@ -966,6 +1043,7 @@ int main(void)
 	RUN(test_future_time_and_restored_stream_time);
 	RUN(test_restore_rejects_damage);
 	RUN(test_mood_sums_and_restore);
+	RUN(test_restore_version_1_state);
 	RUN(test_prune_forgets_closed_and_idle);
 	return test_done();
 }
