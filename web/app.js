@@ -477,14 +477,6 @@ function renderBattle() {
       meta.textContent = f.monitored ? `${f.state || 'joining'}: waiting for the first figures` : 'no figures yet';
     } else {
       meta.textContent = `${fmtInt(f.message_count)} msgs · ${fmtInt(f.unique_chatters)} chatters`;
-      if (typeof f.sentiment === 'number') {
-        const md = document.createElement('span');
-        md.className = 'mood';
-        md.dataset.mood = moodOf(f.sentiment);
-        md.textContent = ` · mood ${fmtMood(f.sentiment)}`;
-        md.title = `chat mood ${moodOf(f.sentiment)}: mean sentiment of this window's messages`;
-        meta.append(md);
-      }
       if (f.top_emote) {
         const em = document.createElement('span');
         em.className = 'emote';
@@ -492,6 +484,14 @@ function renderBattle() {
         meta.append(em);
       } else if (!f.in_window) {
         meta.append(document.createTextNode(' · quiet this window'));
+      }
+      if (f.in_window && typeof f.sentiment === 'number') {
+        const md = document.createElement('span');
+        md.className = 'mood';
+        md.dataset.mood = moodOf(f.sentiment);
+        md.textContent = ` · mood ${fmtMood(f.sentiment)}`;
+        md.title = `chat mood ${moodOf(f.sentiment)}: mean sentiment of this window's messages`;
+        meta.append(md);
       }
     }
     b.append(rank, name, rate, meta, sparkline(f.sparkline || []));
