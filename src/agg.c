@@ -58,6 +58,7 @@
 #include "chatbattle/metrics.h"
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
+#include "chatbattle/sentiment.h"
 #include "chatbattle/thread.h"
 #include "chatbattle/window.h"
 
@@ -112,6 +113,8 @@ struct pend {
 	int64_t offset;
 	int64_t ts_ms;
 	int64_t received_at_ms;
+	int32_t mood_milli; /* PK_MSG: the text's sentiment score */
+	uint32_t pad;
 };
 
 /*
@@ -560,6 +563,7 @@ static int apply_entry(struct cb_agg *a, int p, const struct pend *e)
 	r.emotes = (const uint8_t *)r.username + e->username_len;
 	r.emote_count = e->emote_count;
 	r.emotes_len = e->blob_len;
+	r.mood_milli = e->mood_milli;
 	rc = cb_winset_apply(pt->ws, &r);
 	if (rc == CB_WIN_LATE)
 		cb_metric_add(CB_M_agg_late_records_total, 1);
@@ -844,6 +848,11 @@ static int consume_one(struct cb_agg *a, const rd_kafka_message_t *m)
 	if (event == CB_EV_MESSAGE) {
 		e->emote_count = cm.emote_count;
 		e->blob_len = cm.emotes_len;
+		/* Scored here, while the decoded text is at hand: the FIFO
+		 * keeps only the score, a pure function of the text, so a
+		 * replay after a restart adds the same number. */
+		e->mood_milli = cb_sentiment_score(cm.message.p,
+						   cm.message.len);
 		if (cm.emotes_len)
 			memcpy(d, cm.emotes, cm.emotes_len);
 	}

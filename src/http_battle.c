@@ -48,6 +48,7 @@ struct fighter {
 	double rate;    /* messages per minute in the current window */
 	int64_t count, unique, start, end, updated;
 	json_t *top_emote; /* owned; NULL when none */
+	json_t *mood;      /* owned "sentiment" number; NULL when none */
 	int64_t spark[SPARK_MINUTES];
 };
 
@@ -209,6 +210,8 @@ static int fill(struct cb_stats_cache *c, struct fighter *f, int64_t now,
 		emotes = json_object_get(cur, "top_emotes");
 		if (json_is_array(emotes) && json_array_size(emotes) > 0)
 			f->top_emote = json_incref(json_array_get(emotes, 0));
+		if (json_is_number(json_object_get(cur, "sentiment")))
+			f->mood = json_incref(json_object_get(cur, "sentiment"));
 	}
 	json_decref(arr);
 	return 0;
@@ -255,6 +258,8 @@ static json_t *fighter_json(const struct fighter *f, size_t rank)
 	json_object_set_new(e, "top_emote",
 			    f->top_emote ? json_incref(f->top_emote)
 					 : json_null());
+	json_object_set_new(e, "sentiment",
+			    f->mood ? json_incref(f->mood) : json_null());
 	json_object_set_new(e, "sparkline", spark);
 	json_object_set_new(e, "has_stats", json_boolean(f->stats));
 	json_object_set_new(e, "in_window", json_boolean(f->current));
@@ -339,8 +344,10 @@ int cb_http_battle_json(struct cb_http *h,
 nomem:
 	err = CB_E_NOMEM;
 out:
-	for (size_t i = 0; f != NULL && i < n; i++)
+	for (size_t i = 0; f != NULL && i < n; i++) {
 		json_decref(f[i].top_emote);
+		json_decref(f[i].mood);
+	}
 	json_decref(doc);
 	free(f);
 	free(names);

@@ -25,10 +25,14 @@
 #include "chatbattle/err.h"
 #include "chatbattle/hll.h"
 #include "chatbattle/jw.h"
+#include "chatbattle/sentiment.h"
 #include "chatbattle/topk.h"
 #include "chatbattle/window.h"
 
-#define STATE_VERSION 1
+/* Version 2 added the mood sums per window; a version 1 state restores
+ * with them zero (docs/aggregation.md, "Chat mood"). */
+#define STATE_VERSION 2
+#define STATE_VERSION_MIN 1
 #define MINUTE_MS 60000
 
 static const char *const ev_names[CB_EV_COUNT] = {
@@ -51,6 +55,10 @@ struct win {
 	uint32_t set_n, set_cap;
 	struct cb_hll *hll;   /* non-NULL once estimating */
 	struct cb_topk emotes, chatters;
+	/* Mood: the sum of the messages' scores (thousandths) and how many
+	 * were positive and negative (the rest of count is neutral). */
+	int64_t mood_sum;
+	uint32_t mood_pos, mood_neg;
 };
 
 struct chan {
@@ -582,6 +590,11 @@ int cb_winset_apply(struct cb_winset *ws, const struct cb_win_rec *r)
 		return CB_E_NOMEM;
 	w->count++;
 	w->per_minute[(r->ts_ms - start) / MINUTE_MS]++;
+	w->mood_sum += r->mood_milli;
+	if (r->mood_milli >= CB_SENTIMENT_THRESHOLD_MILLI)
+		w->mood_pos++;
+	else if (r->mood_milli <= -CB_SENTIMENT_THRESHOLD_MILLI)
+		w->mood_neg++;
 	if (r->received_at_ms > w->last_received_at)
 		w->last_received_at = r->received_at_ms;
 	if (r->username_len > 0)
@@ -716,6 +729,9 @@ static void state_write(struct cb_winset *ws, const struct chan *c)
 		}
 		put_topk(b, &w->emotes);
 		put_topk(b, &w->chatters);
+		put_sv(b, w->mood_sum);
+		put_uv(b, w->mood_pos);
+		put_uv(b, w->mood_neg);
 	}
 }
 
@@ -804,7 +820,7 @@ static int get_topk(struct rd *r, struct cb_topk *t)
 }
 
 static int win_read(struct cb_winset *ws, struct rd *r, struct win *w,
-		    bool same_size)
+		    bool same_size, int version)
 {
 	uint64_t n;
 
@@ -856,6 +872,25 @@ static int win_read(struct cb_winset *ws, struct rd *r, struct win *w,
 	}
 	if (get_topk(r, &w->emotes) != 0 || get_topk(r, &w->chatters) != 0)
 		return CB_E_PARSE;
+	if (version >= 2) {
+		uint64_t pos, neg;
+		int64_t lim;
+
+		w->mood_sum = get_sv(r);
+		pos = get_uv(r);
+		neg = get_uv(r);
+		/* The sums are bounded by the count they were made of (a
+		 * damaged count must not overflow the bound). */
+		if (w->count < 0 || w->count > INT64_MAX / 1000)
+			return CB_E_PARSE;
+		lim = w->count * 1000;
+		if (pos > (uint64_t)w->count ||
+		    neg > (uint64_t)w->count - pos || w->mood_sum > lim ||
+		    w->mood_sum < -lim)
+			return CB_E_PARSE;
+		w->mood_pos = (uint32_t)pos;
+		w->mood_neg = (uint32_t)neg;
+	}
 	return r->bad ? CB_E_PARSE : 0;
 }
 
@@ -871,9 +906,10 @@ static int state_read(struct cb_winset *ws, struct chan *c, struct rd *r,
 	uint32_t h = ws->cfg.spike_history;
 	uint64_t n, hist_n;
 	int64_t size_ms;
-	int err;
+	int err, version;
 
-	if (get_u8(r) != STATE_VERSION)
+	version = get_u8(r);
+	if (version < STATE_VERSION_MIN || version > STATE_VERSION)
 		return cb_seterr(errstr, errstr_size, CB_E_PARSE,
 				 "unknown state version");
 	*stream_time = get_sv(r);
@@ -921,7 +957,7 @@ static int state_read(struct cb_winset *ws, struct chan *c, struct rd *r,
 
 			if (tmp == NULL)
 				return CB_E_NOMEM;
-			err = win_read(ws, r, tmp, false);
+			err = win_read(ws, r, tmp, false, version);
 			win_free(tmp);
 			if (err == CB_E_NOMEM)
 				return err;
@@ -934,7 +970,7 @@ static int state_read(struct cb_winset *ws, struct chan *c, struct rd *r,
 		w = win_get(ws, c, start);
 		if (w == NULL)
 			return CB_E_NOMEM;
-		err = win_read(ws, r, w, true);
+		err = win_read(ws, r, w, true, version);
 		if (err == CB_E_NOMEM)
 			return err;
 		if (err != 0)
@@ -1055,6 +1091,17 @@ void cb_winset_restore_done(struct cb_winset *ws)
 
 /* ---- ChannelStats JSON ---- */
 
+/* The window's mean score in thousandths, rounded half away from zero in
+ * integers (no float on the way, so every reader computes the same). */
+static int64_t mood_mean_milli(const struct win *w)
+{
+	if (w->count <= 0)
+		return 0;
+	if (w->mood_sum >= 0)
+		return (w->mood_sum + w->count / 2) / w->count;
+	return -((-w->mood_sum + w->count / 2) / w->count);
+}
+
 static void top_list(struct cb_jw *j, const struct cb_topk *t, size_t k,
 		     const char *name_key)
 {
@@ -1137,6 +1184,18 @@ static void record(struct cb_winset *ws, const struct chan *c,
 	cb_jw_int(j, now_ms);
 	cb_jw_key(j, "last_received_at");
 	cb_jw_int(j, w->last_received_at);
+	/* Mood (docs/aggregation.md): the mean compound score, rounded to
+	 * thousandths from the exact integer sum, and the counts. */
+	cb_jw_key(j, "sentiment");
+	cb_jw_double(j, mood_mean_milli(w) / 1000.0);
+	cb_jw_key(j, "sentiment_sum");
+	cb_jw_int(j, w->mood_sum);
+	cb_jw_key(j, "sentiment_positive");
+	cb_jw_int(j, w->mood_pos);
+	cb_jw_key(j, "sentiment_negative");
+	cb_jw_int(j, w->mood_neg);
+	cb_jw_key(j, "sentiment_neutral");
+	cb_jw_int(j, w->count - w->mood_pos - w->mood_neg);
 	if (with_state) {
 		state_write(ws, c);
 		cb_jw_key(j, "state");
@@ -1205,6 +1264,10 @@ int cb_winset_figures(const struct cb_winset *ws, const char *channel,
 		memcpy(out->per_minute, w->per_minute,
 		       ws->minutes * sizeof(w->per_minute[0]));
 		memcpy(out->events, w->events, sizeof(out->events));
+		out->sentiment_sum = w->mood_sum;
+		out->sentiment_positive = w->mood_pos;
+		out->sentiment_negative = w->mood_neg;
+		out->sentiment_milli = mood_mean_milli(w);
 		return 0;
 	}
 	return CB_E_NOTFOUND;

@@ -485,6 +485,14 @@ function renderBattle() {
       } else if (!f.in_window) {
         meta.append(document.createTextNode(' · quiet this window'));
       }
+      if (f.in_window && typeof f.sentiment === 'number') {
+        const md = document.createElement('span');
+        md.className = 'mood';
+        md.dataset.mood = moodOf(f.sentiment);
+        md.textContent = ` · mood ${fmtMood(f.sentiment)}`;
+        md.title = `chat mood ${moodOf(f.sentiment)}: mean sentiment of this window's messages`;
+        meta.append(md);
+      }
     }
     b.append(rank, name, rate, meta, sparkline(f.sparkline || []));
     b.addEventListener('click', () => select(f.channel_id));
@@ -495,6 +503,16 @@ function renderBattle() {
 
 /* ---- rendering ---- */
 
+/* Chat mood (ChannelStats "sentiment", the mean compound score in [-1, 1];
+ * docs/aggregation.md): signed, two decimals, and a word for its side of
+ * the +-0.05 thresholds. */
+function fmtMood(v) {
+  return (v > 0 ? '+' : v < 0 ? '−' : '') + Math.abs(v).toFixed(2);
+}
+function moodOf(v) {
+  return v >= 0.05 ? 'positive' : v <= -0.05 ? 'negative' : 'neutral';
+}
+
 function render() {
   const w = state.windows[0];
   $('channel-name').textContent = state.channel ? '#' + state.channel : 'No channel selected';
@@ -502,6 +520,14 @@ function render() {
   $('chatters').textContent = w && typeof w.unique_chatters === 'number' ? fmtInt(w.unique_chatters) : '–';
   $('window-range').textContent = w ? `${hhmm(w.window_start)}–${hhmm(w.window_end)}` : (state.channel ? 'waiting for the first figures' : '–');
   $('updated').textContent = w ? ago(w.last_updated) : '–';
+  const mood = $('mood');
+  if (w && typeof w.sentiment === 'number') {
+    mood.textContent = `${fmtMood(w.sentiment)} ${moodOf(w.sentiment)}`;
+    mood.dataset.mood = moodOf(w.sentiment);
+  } else {
+    mood.textContent = '–';
+    delete mood.dataset.mood;
+  }
   const series = minuteSeries();
   const full = series.filter((p) => !p.current);
   $('rate').textContent = full.length ? fmtInt(full[full.length - 1].count) : '–';

@@ -83,6 +83,7 @@ struct cb_win_rec {
 	const uint8_t *emotes;   /* emote block: (u16 LE len, bytes)... */
 	uint16_t emote_count;
 	uint32_t emotes_len;
+	int32_t mood_milli;      /* the message's cb_sentiment_score */
 };
 
 struct cb_winset;
@@ -155,6 +156,9 @@ struct cb_win_figures {
 	uint32_t per_minute[1440];
 	uint32_t events[CB_EV_COUNT];
 	size_t minutes;
+	int64_t sentiment_sum;    /* thousandths */
+	int64_t sentiment_milli;  /* the mean, rounded */
+	uint32_t sentiment_positive, sentiment_negative;
 };
 
 /* Copies the figures of channel's window starting at start_ms.  Returns 0

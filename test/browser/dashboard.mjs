@@ -78,6 +78,8 @@ try {
   ok(top.rank === '1' && top.rate > 0, 'the leader is rank 1 with its messages per minute', JSON.stringify(top));
   ok(/\d[\d,]* msgs · \d[\d,]* chatters · \S+ ×\d/.test(top.meta), 'each row shows the count, unique chatters and top emote', top.meta);
   ok(top.spark === 1, 'each row has a sparkline');
+  // The chat mood (the simulator's emotes and words carry some).
+  ok(/ · mood [+−]?\d\.\d\d/.test(top.meta), 'each row shows the chat mood', top.meta);
   // Live: the leader's figures move without a reload, over the one stream.
   const before = top.meta;
   ok(await waitFor(page, (m) => document.querySelector('#battle-list .fighter .meta').textContent !== m, before, 20000),
@@ -164,6 +166,8 @@ try {
   await waitFor(page, () => document.querySelectorAll('#top-emotes li').length > 0, null, 10000);
   ok((await page.$$('#top-emotes li')).length > 0, 'top emotes are listed');
   ok((await page.$$('#top-chatters li')).length > 0, 'top chatters are listed');
+  ok(/^[+−]?\d\.\d\d (positive|negative|neutral)$/.test(await page.textContent('#mood')), 'the chat mood is shown',
+    await page.textContent('#mood'));
   ok(/\d\d:\d\d–\d\d:\d\d/.test(await page.textContent('#window-range')), 'the window time range is shown');
   ok(await page.$(`#channel-list .chip[data-channel="${channel}"]`) !== null, 'the channel is in the channel list');
   await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });

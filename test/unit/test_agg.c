@@ -43,6 +43,15 @@
 static struct t_mock mk;
 static const char *chans[NCH] = {"alpha", "bravo", "charlie", "delta"};
 static int64_t truth[NCH][NWIN];
+/* The mood truth: the sum of the texts' scores (test_sentiment.c pins
+ * them) per channel and window, and what the last read found.  No numbers
+ * in the texts: VADER's lexicon scores some ("143", "187", "1337"). */
+static int64_t truth_mood[NCH][NWIN], got_mood[NCH][NWIN];
+static const struct {
+	const char *text;
+	int score;
+} texts[] = {{"hello", 0}, {"PogChamp", 542}, {"NotLikeThis", -542},
+	     {"PogChamp PogChamp", 791}};
 static int64_t produced_total;
 
 /* ---- the fake writer: acknowledges every row, optionally holding them ---- */
@@ -182,16 +191,20 @@ static int produce_batch(int n, int seq0)
 				       "\"timestamp\":%lld}",
 				       chans[ch], (long long)ts);
 		} else {
+			int tx = (seq / NCH) % 4;
+
 			len = snprintf(v, sizeof(v),
 				       "{\"channel_id\":\"%s\",\"user_id\":\"%d\","
 				       "\"username\":\"user%d\",\"message\":"
-				       "\"hello %d\",\"timestamp\":%lld,"
+				       "\"%s\",\"timestamp\":%lld,"
 				       "\"emotes\":[\"Kappa\"],\"message_id\":"
 				       "\"00000000-0000-4000-8000-%012d\","
 				       "\"type\":\"message\",\"received_at\":%lld}",
-				       chans[ch], seq % 50, seq % 50, seq,
-				       (long long)ts, seq, (long long)ts + 5);
+				       chans[ch], seq % 50, seq % 50,
+				       texts[tx].text, (long long)ts, seq,
+				       (long long)ts + 5);
 			truth[ch][w]++;
+			truth_mood[ch][w] += texts[tx].score;
 			produced_total++;
 		}
 		while (rd_kafka_producev(p, RD_KAFKA_V_TOPIC("msgs"),
@@ -249,6 +262,7 @@ static long read_stats(const char *topic, int nparts, int64_t got[NCH][NWIN],
 	int64_t deadline = t_now_ms() + 20000;
 
 	memset(got, 0, sizeof(int64_t) * NCH * NWIN);
+	memset(got_mood, 0, sizeof(got_mood));
 	*all_have_state = true;
 	c = reader(topic, nparts, true);
 	if (c == NULL)
@@ -277,10 +291,14 @@ static long read_stats(const char *topic, int nparts, int64_t got[NCH][NWIN],
 				int w = (int)((ws - BASE_MS) / WIN_MS);
 
 				if (strcmp(ch, chans[k]) == 0 && w >= 0 &&
-				    w < NWIN)
+				    w < NWIN) {
 					got[k][w] = json_integer_value(
 						json_object_get(
 							doc, "message_count"));
+					got_mood[k][w] = json_integer_value(
+						json_object_get(
+							doc, "sentiment_sum"));
+				}
 			}
 			json_decref(doc);
 		}
@@ -300,7 +318,8 @@ static bool stats_match(const char *topic, int64_t ms)
 
 	while (t_now_ms() < deadline) {
 		if (read_stats(topic, NPART, got, &st) >= 0 &&
-		    memcmp(got, truth, sizeof(got)) == 0)
+		    memcmp(got, truth, sizeof(got)) == 0 &&
+		    memcmp(got_mood, truth_mood, sizeof(got_mood)) == 0)
 			return true;
 	}
 	printf("# counted %llu, transactions %llu, aborts %llu, stats "
@@ -313,10 +332,14 @@ static bool stats_match(const char *topic, int64_t ms)
 	       read_stats(topic, NPART, got, &st));
 	for (int k = 0; k < NCH; k++)
 		for (int w = 0; w < NWIN; w++)
-			if (got[k][w] != truth[k][w])
-				printf("# %s window %d: %lld, truth %lld\n",
+			if (got[k][w] != truth[k][w] ||
+			    got_mood[k][w] != truth_mood[k][w])
+				printf("# %s window %d: %lld (mood %lld), "
+				       "truth %lld (mood %lld)\n",
 				       chans[k], w, (long long)got[k][w],
-				       (long long)truth[k][w]);
+				       (long long)got_mood[k][w],
+				       (long long)truth[k][w],
+				       (long long)truth_mood[k][w]);
 	return false;
 }
 

@@ -10,6 +10,7 @@
 
 #include "chatbattle/err.h"
 #include "chatbattle/hll.h"
+#include "chatbattle/jw.h"
 #include "chatbattle/topk.h"
 #include "chatbattle/window.h"
 #include "test.h"
@@ -632,6 +633,10 @@ static void feed_both(struct cb_winset *a, struct cb_winset *b, uint64_t *rng,
 		int user = (int)((r >> 24) % (i % 3 == 0 ? 3000 : 40));
 
 		mk(&m, ch, ts, user, em[(r >> 40) % 6]);
+		/* Mood scores over the whole range, a third of them neutral. */
+		m.r.mood_milli = (r >> 30) % 3 == 0
+					 ? (int32_t)((r >> 33) % 99) - 49
+					 : (int32_t)((r >> 33) % 2001) - 1000;
 		if ((r >> 50) % 50 == 0)
 			m.r.event = (int)((r >> 8) % CB_EV_COUNT);
 		CHECK_INT(cb_winset_apply(a, &m.r), cb_winset_apply(b, &m.r));
@@ -661,7 +666,7 @@ static const char *state_of(struct sink *s, const char *ch, size_t *len)
 /*
  * Restore from the last record of each channel, then keep feeding both the
  * original and the restored set: every later record is byte-identical
- * (counts, unique sketch, top-k order, moments, late counts).
+ * (counts, unique sketch, top-k order, moments, late counts, mood sums).
  */
 static void test_state_round_trip(void)
 {
@@ -833,6 +838,174 @@ static void test_restore_rejects_damage(void)
 	cb_winset_free(a);
 }
 
+/*
+ * Mood per window: the integer sum of the messages' scores, the positive
+ * and negative counts at the +-0.05 thresholds, the rounded mean in the
+ * JSON; events are not scored; and the figures survive the state round
+ * trip exactly (an emptied mood in the state would fail here).
+ */
+static void test_mood_sums_and_restore(void)
+{
+	struct cb_window_cfg c = cfg(600, 60);
+	struct cb_winset *a, *b;
+	struct cb_win_figures fa, fb;
+	char errstr[128];
+	const int32_t scores[] = {542, 542, -542, 0, 49, -50, 1000, 50};
+	struct msg m;
+	json_t *doc;
+	json_error_t jerr;
+	const char *st;
+	size_t len;
+
+	CHECK_INT(cb_winset_new(&a, &c, errstr, sizeof(errstr)), 0);
+	for (int i = 0; i < 8; i++) {
+		mk(&m, "alpha", 1000 + i * 100, i, NULL);
+		m.r.mood_milli = scores[i];
+		CHECK_INT(cb_winset_apply(a, &m.r), CB_WIN_APPLIED);
+	}
+	/* An event carries no text: its score, if any, is not counted. */
+	mk(&m, "alpha", 2000, 1, NULL);
+	m.r.event = CB_EV_RAID;
+	m.r.mood_milli = 900;
+	CHECK_INT(cb_winset_apply(a, &m.r), CB_WIN_APPLIED);
+	CHECK_INT(cb_winset_figures(a, "alpha", 0, &fa), 0);
+	CHECK_INT(fa.message_count, 8);
+	CHECK_INT(fa.sentiment_sum, 542 + 542 - 542 + 0 + 49 - 50 + 1000 + 50);
+	CHECK_INT(fa.sentiment_positive, 4); /* 542, 542, 1000, 50 */
+	CHECK_INT(fa.sentiment_negative, 2); /* -542, -50 */
+	CHECK_INT(fa.sentiment_milli, 199);  /* 1591 / 8 = 198.875 */
+
+	memset(&sink1, 0, sizeof(sink1));
+	CHECK_INT(cb_winset_emit(a, 1, collect, &sink1), 0);
+	CHECK_INT(sink1.n, 1);
+	doc = json_loads(sink1.docs[0], 0, &jerr);
+	CHECK(doc != NULL);
+	CHECK(fabs(json_number_value(json_object_get(doc, "sentiment")) -
+		   0.199) < 1e-9);
+	CHECK_INT(json_integer_value(json_object_get(doc, "sentiment_sum")),
+		  1591);
+	CHECK_INT(json_integer_value(json_object_get(doc, "sentiment_positive")),
+		  4);
+	CHECK_INT(json_integer_value(json_object_get(doc, "sentiment_negative")),
+		  2);
+	CHECK_INT(json_integer_value(json_object_get(doc, "sentiment_neutral")),
+		  2);
+	json_decref(doc);
+
+	st = state_of(&sink1, "alpha", &len);
+	CHECK(st != NULL);
+	CHECK_INT(cb_winset_new(&b, &c, errstr, sizeof(errstr)), 0);
+	CHECK_INT(cb_winset_restore(b, "alpha", 5, st, len, errstr,
+				    sizeof(errstr)),
+		  0);
+	cb_winset_restore_done(b);
+	CHECK_INT(cb_winset_figures(b, "alpha", 0, &fb), 0);
+	CHECK_INT(fb.sentiment_sum, fa.sentiment_sum);
+	CHECK_INT(fb.sentiment_positive, fa.sentiment_positive);
+	CHECK_INT(fb.sentiment_negative, fa.sentiment_negative);
+	CHECK_INT(fb.sentiment_milli, fa.sentiment_milli);
+	/* And both go on alike: one more negative message each. */
+	mk(&m, "alpha", 3000, 9, NULL);
+	m.r.mood_milli = -900;
+	CHECK_INT(cb_winset_apply(a, &m.r), CB_WIN_APPLIED);
+	CHECK_INT(cb_winset_apply(b, &m.r), CB_WIN_APPLIED);
+	CHECK_INT(cb_winset_figures(a, "alpha", 0, &fa), 0);
+	CHECK_INT(cb_winset_figures(b, "alpha", 0, &fb), 0);
+	CHECK_INT(fb.sentiment_sum, 691);
+	CHECK_INT(fa.sentiment_sum, 691);
+	CHECK_INT(fb.sentiment_negative, 3);
+	CHECK_INT(fb.sentiment_milli, 77); /* 691 / 9 = 76.8 */
+	cb_winset_free(b);
+	cb_winset_free(a);
+
+	/* A negative mean rounds half away from zero too. */
+	CHECK_INT(cb_winset_new(&a, &c, errstr, sizeof(errstr)), 0);
+	for (int i = 0; i < 2; i++) {
+		mk(&m, "beta", 1000 + i, i, NULL);
+		m.r.mood_milli = i == 0 ? -1 : -2;
+		CHECK_INT(cb_winset_apply(a, &m.r), CB_WIN_APPLIED);
+	}
+	CHECK_INT(cb_winset_figures(a, "beta", 0, &fa), 0);
+	CHECK_INT(fa.sentiment_milli, -2); /* -1.5 */
+	cb_winset_free(a);
+}
+
+/*
+ * A version 1 state (before the mood) still restores: its windows keep
+ * their counts and start with zero mood.  Made from a version 2 state of
+ * one window by setting the version byte and cutting the three one-byte
+ * mood varints at its end.
+ */
+static void test_restore_version_1_state(void)
+{
+	struct cb_window_cfg c = cfg(600, 60);
+	struct cb_winset *a, *b;
+	struct cb_win_figures f;
+	struct cb_jw j = {0};
+	char errstr[128];
+	uint8_t bin[65536];
+	const char *st;
+	size_t len;
+	long n;
+	struct msg m;
+
+	CHECK_INT(cb_winset_new(&a, &c, errstr, sizeof(errstr)), 0);
+	for (int i = 0; i < 3; i++) {
+		mk(&m, "alpha", 1000 + i, i, NULL);
+		m.r.mood_milli = 10; /* neutral: sum 30, 0 positive, 0 negative */
+		CHECK_INT(cb_winset_apply(a, &m.r), CB_WIN_APPLIED);
+	}
+	memset(&sink1, 0, sizeof(sink1));
+	CHECK_INT(cb_winset_emit(a, 1, collect, &sink1), 0);
+	st = state_of(&sink1, "alpha", &len);
+	CHECK(st != NULL && len / 4 * 3 <= sizeof(bin));
+	n = cb_jw_base64_decode(st, len, bin);
+	CHECK(n > 4);
+	CHECK_INT(bin[0], 2);
+	CHECK_INT(bin[n - 3], 60); /* zigzag(30) */
+	CHECK_INT(bin[n - 2], 0);
+	CHECK_INT(bin[n - 1], 0);
+	bin[0] = 1;
+	cb_jw_reset(&j);
+	cb_jw_base64(&j, bin, (size_t)n - 3);
+	CHECK(!j.oom && j.len > 2);
+
+	CHECK_INT(cb_winset_new(&b, &c, errstr, sizeof(errstr)), 0);
+	/* The string value without its quotes. */
+	CHECK_INT(cb_winset_restore(b, "alpha", 5, j.buf + 1, j.len - 2, errstr,
+				    sizeof(errstr)),
+		  0);
+	cb_winset_restore_done(b);
+	CHECK_INT(cb_winset_figures(b, "alpha", 0, &f), 0);
+	CHECK_INT(f.message_count, 3);
+	CHECK_INT(f.sentiment_sum, 0);
+	CHECK_INT(f.sentiment_positive, 0);
+	/* The same bytes claiming version 2 are damaged (the mood is
+	 * missing). */
+	bin[0] = 2;
+	cb_jw_reset(&j);
+	cb_jw_base64(&j, bin, (size_t)n - 3);
+	CHECK_INT(cb_winset_restore(b, "alpha", 5, j.buf + 1, j.len - 2, errstr,
+				    sizeof(errstr)),
+		  CB_E_PARSE);
+	/* Damage in the mood fields themselves: */
+	bin[n - 3] = 127; /* zigzag: -64 is fine ... */
+	cb_jw_reset(&j);
+	cb_jw_base64(&j, bin, (size_t)n);
+	CHECK_INT(cb_winset_restore(b, "alpha", 5, j.buf + 1, j.len - 2, errstr,
+				    sizeof(errstr)),
+		  0);
+	bin[n - 1] = 4; /* ... but 4 negative messages out of 3 are not */
+	cb_jw_reset(&j);
+	cb_jw_base64(&j, bin, (size_t)n);
+	CHECK_INT(cb_winset_restore(b, "alpha", 5, j.buf + 1, j.len - 2, errstr,
+				    sizeof(errstr)),
+		  CB_E_PARSE);
+	cb_jw_release(&j);
+	cb_winset_free(b);
+	cb_winset_free(a);
+}
+
 static void test_prune_forgets_closed_and_idle(void)
 {
 	struct cb_window_cfg c = cfg(60, 0);
@@ -869,6 +1042,8 @@ int main(void)
 	RUN(test_state_round_trip);
 	RUN(test_future_time_and_restored_stream_time);
 	RUN(test_restore_rejects_damage);
+	RUN(test_mood_sums_and_restore);
+	RUN(test_restore_version_1_state);
 	RUN(test_prune_forgets_closed_and_idle);
 	return test_done();
 }
