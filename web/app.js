@@ -360,7 +360,8 @@ function renderViewers() {
   const t0 = pts[0].t, t1 = Math.max(t0 + 1, pts[pts.length - 1].t);
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const y = (n) => H - B - (n / max) * (H - B - T);
-  svg.append(el('text', { class: 'tick', x: L - 6, y: y(max) + 4, 'text-anchor': 'end' }, fmtShort(max)));
+  const short = max >= 1e6 ? (max / 1e6).toFixed(1) + 'M' : max >= 1e4 ? Math.round(max / 1e3) + 'k' : fmtInt(max);
+  svg.append(el('text', { class: 'tick', x: L - 6, y: y(max) + 4, 'text-anchor': 'end' }, short));
   svg.append(el('text', { class: 'tick', x: L, y: H - 4 }, hhmm(t0)));
   svg.append(el('text', { class: 'tick', x: W - R, y: H - 4, 'text-anchor': 'end' }, hhmm(t1)));
   const line = el('polyline', { class: 'vline', points: pts.map((p) => `${x(p.t).toFixed(1)},${y(p.viewers).toFixed(1)}`).join(' ') });
