@@ -269,7 +269,7 @@ static void fake_streams(struct evhttp_request *req, struct fake *f)
 		if (r != NULL && r->logins++ == 0)
 			snprintf(r->first, sizeof(r->first), "%s", e->value);
 		/* channel cNNN: live with 1000 + NNN viewers when NNN is even */
-		idx = atoi(e->value + 1);
+		idx = (int)strtol(e->value + 1, NULL, 10);
 		if (idx % 2 != 0)
 			continue;
 		evbuffer_add_printf(b,
