@@ -47,6 +47,7 @@
 #include "chatbattle/helix.h"
 #include "chatbattle/irc.h"
 #include "chatbattle/log.h"
+#include "chatbattle/metrics.h"
 #include "chatbattle/oauth.h"
 #include "chatbattle/stats_cache.h"
 #include "chatbattle/thread.h"
@@ -343,6 +344,7 @@ static void fail(struct cb_viewers *v, int err, const char *reason)
 		probe_finish(v, err, reason);
 		return;
 	}
+	cb_metric_add(CB_M_viewers_failures_total, 1);
 	if (!v->failing)
 		cb_warn(SUB,
 			"%s; retrying every %lld s (logged once until it "
@@ -636,6 +638,8 @@ static void token_done(struct cb_viewers *v, int status, const char *body,
 	pthread_mutex_lock(&v->lock);
 	v->st.tokens++;
 	pthread_mutex_unlock(&v->lock);
+	if (!v->probe)
+		cb_metric_add(CB_M_viewers_tokens_total, 1);
 	cb_debug(SUB, "app access token obtained (expires in %lld s)",
 		 (long long)expires_s);
 	schedule(v, 0);
@@ -661,6 +665,7 @@ static void apply_streams(struct cb_viewers *v, const struct cb_helix_stream *l,
 	}
 	v->version++;
 	recount_locked(v);
+	cb_metric_set(CB_M_viewers_channels_live, v->st.live);
 	pthread_mutex_unlock(&v->lock);
 	(void)full; /* gather() caps the channels at the store's bound */
 }
@@ -678,6 +683,10 @@ static void streams_done(struct cb_viewers *v, int status, const char *body,
 		v->st.requests++;
 		v->st.throttled += status == 429;
 		pthread_mutex_unlock(&v->lock);
+		if (!v->probe) {
+			cb_metric_add(CB_M_viewers_requests_total, 1);
+			cb_metric_add(CB_M_viewers_throttled_total, status == 429);
+		}
 	}
 	if (status == 429) {
 		if (v->probe) {

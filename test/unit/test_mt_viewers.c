@@ -26,6 +26,7 @@
 #include "chatbattle/err.h"
 #include "chatbattle/helix.h"
 #include "chatbattle/log.h"
+#include "chatbattle/metrics.h"
 #include "chatbattle/viewers.h"
 #include "test.h"
 
@@ -542,6 +543,7 @@ static void test_429_waits_for_reset_logged_once(void)
 	struct fake_req q[MAX_REQS];
 	bool ok, honoured = true;
 	int nreq = 0, n429 = 0;
+	uint64_t m0 = cb_metric_get(CB_M_viewers_throttled_total), m1;
 	char *log;
 
 	ok = rig_setup(&r, 3) == 0;
@@ -555,7 +557,9 @@ static void test_429_waits_for_reset_logged_once(void)
 	memcpy(q, r.f.reqs, (size_t)nreq * sizeof(*q));
 	pthread_mutex_unlock(&r.f.lock);
 	log = rig_down(&r);
+	m1 = cb_metric_get(CB_M_viewers_throttled_total);
 	CHECK_OR(ok, out);
+	CHECK_OR(m1 - m0 == 3, out); /* counted in /metrics */
 	for (int i = 0; i < nreq; i++) {
 		if (q[i].status != 429)
 			continue;
