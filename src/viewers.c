@@ -878,15 +878,17 @@ fail:
 
 static void state_free(struct cb_viewers *v)
 {
-	/* The thread has ended (or never ran): this thread owns the loop and
-	 * runs the connection frees release_conn deferred. */
+	/* The thread has ended (or never ran): this thread owns the loop.
+	 * A request still in flight goes first (evhttp frees it without its
+	 * callback), then the loop runs the frees release_conn deferred. */
 	atomic_store(&v->stop, true);
 	if (v->tick != NULL)
 		event_del(v->tick);
-	if (v->loop.base != NULL)
-		event_base_loop(v->loop.base, EVLOOP_NONBLOCK);
 	if (v->conn != NULL)
 		evhttp_connection_free(v->conn);
+	v->conn = NULL;
+	if (v->loop.base != NULL)
+		event_base_loop(v->loop.base, EVLOOP_NONBLOCK);
 	if (v->tick != NULL)
 		event_free(v->tick);
 	cb_evloop_free(&v->loop);
