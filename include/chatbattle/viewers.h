@@ -82,9 +82,9 @@ struct cb_viewers_stats {
 /* Counters of the poller (tests, /metrics, check). */
 void cb_viewers_stats(struct cb_viewers *v, struct cb_viewers_stats *out);
 
-/* The poller thread only, exposed for tests: records one sample (viewers
- * -1 when offline) at t_ms.  Returns 0, or CB_E_FULL past
- * CB_VIEWERS_CHANNELS_MAX channels. */
+/* Records one sample (viewers -1 when offline) at t_ms, as the poller
+ * does; exposed for tests (any thread: under the store's lock).  Returns 0,
+ * CB_E_FULL past CB_VIEWERS_CHANNELS_MAX channels, or CB_E_NOMEM. */
 int cb_viewers_record(struct cb_viewers *v, const char *channel, int64_t t_ms,
 		      int64_t viewers);
 

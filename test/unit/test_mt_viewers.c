@@ -632,6 +632,39 @@ out:
 	free(log);
 }
 
+/* The store keeps the newest CB_VIEWERS_KEPT samples per channel and at
+ * most CB_VIEWERS_CHANNELS_MAX channels. */
+static void test_store_is_bounded(void)
+{
+	struct rig r;
+	struct cb_viewers_sample *s = calloc(CB_VIEWERS_KEPT + 10, sizeof(*s));
+	struct cb_viewers_view view;
+	char name[26];
+	bool ok, full = false;
+	int err = 0;
+	size_t n = 0;
+
+	ok = s != NULL && rig_setup(&r, 1) == 0 && rig_start(&r) == 0;
+	for (int i = 0; ok && i < CB_VIEWERS_KEPT + 60; i++)
+		err |= cb_viewers_record(r.app.viewers, "zz", 1000 + i, i);
+	if (ok)
+		n = cb_viewers_series(r.app.viewers, "zz", s, CB_VIEWERS_KEPT + 10);
+	ok = ok && err == 0 && cb_viewers_get(r.app.viewers, "zz", &view) == 0;
+	for (int i = 0; ok && i < CB_VIEWERS_CHANNELS_MAX + 1 && !full; i++) {
+		snprintf(name, sizeof(name), "q%05d", i);
+		full = cb_viewers_record(r.app.viewers, name, 1, 1) == CB_E_FULL;
+	}
+	free(rig_down(&r));
+	CHECK_OR(ok, out);
+	CHECK_OR(n == CB_VIEWERS_KEPT, out);
+	CHECK_OR(s[0].viewers == 60 && s[n - 1].viewers == CB_VIEWERS_KEPT + 59,
+		 out);
+	CHECK_OR(view.live && view.viewers == CB_VIEWERS_KEPT + 59, out);
+	CHECK_OR(full, out);
+out:
+	free(s);
+}
+
 static void test_probe(void)
 {
 	struct rig r;
@@ -676,6 +709,7 @@ int main(void)
 	RUN(test_429_waits_for_reset_logged_once);
 	RUN(test_401_fetches_a_new_token);
 	RUN(test_refused_secret_logged_once_never_printed);
+	RUN(test_store_is_bounded);
 	RUN(test_probe);
 	return test_done();
 }
