@@ -18,6 +18,7 @@
 #include "chatbattle/record.h"
 #include "chatbattle/ring.h"
 #include "chatbattle/statsd.h"
+#include "chatbattle/viewers.h"
 #include "chatbattle/cql.h"
 
 const struct cb_module cb_app_modules[] = {
@@ -26,6 +27,7 @@ const struct cb_module cb_app_modules[] = {
 	{"agg", "aggregate", cb_agg_start, cb_agg_stop},
 	{"producer", "ingest", cb_producer_start, cb_producer_stop},
 	{"irc", "ingest", cb_irc_start, cb_irc_stop},
+	{"viewers", "serve", cb_viewers_start, cb_viewers_stop},
 	{"http", "serve", cb_http_start, cb_http_stop},
 	{NULL, NULL, NULL, NULL},
 };

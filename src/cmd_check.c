@@ -7,6 +7,7 @@
  *     node       up      127.0.0.1:9042 dc1/rack1, 16 tokens; connected ...
  *     node       down    127.0.0.2:9042 dc1/rack2, 16 tokens; connect: ...
  *     twitch     skipped check_twitch is off
+ *     viewers    off     no twitch_client_id and twitch_client_secret
  *
  * Kafka: cluster metadata, and the topics chatbattle uses exist.
  * Cassandra: a session (TLS and authentication as configured), the
@@ -16,6 +17,10 @@
  * certificate and host name verified (unless irc_tls is off), and a login
  * (with the configured credentials, else anonymous) answered by 001;
  * --no-check-twitch skips it on a machine without Internet access.
+ * Viewers: with a client id and secret, an app access token and one Helix
+ * streams request for the configured channels ("ok, N of M channels
+ * live"); without them "off" (not a failure: the feature is optional);
+ * skipped with the Twitch check.
  * `check CHANNEL...` adds, per channel id, its Murmur3 token, the
  * replicas of that token and the node the writer sends its rows to.
  * Exit status 1 when any dependency failed, else 0.
@@ -45,11 +50,13 @@
 #include "chatbattle/cql.h"
 #include "chatbattle/cql_ring.h"
 #include "chatbattle/err.h"
+#include "chatbattle/helix.h"
 #include "chatbattle/irc_msg.h"
 #include "chatbattle/isotime.h"
 #include "chatbattle/kafka.h"
 #include "chatbattle/murmur3.h"
 #include "chatbattle/tls.h"
+#include "chatbattle/viewers.h"
 
 /* Kafka metadata and the whole Twitch probe (connect, TLS, login). */
 #define CHECK_TIMEOUT_MS 10000
@@ -680,6 +687,42 @@ static bool check_twitch(const struct cb_config *cfg)
 	return ok;
 }
 
+/* ---- viewer counts (Helix) ---- */
+
+static bool check_viewers(const struct cb_config *cfg)
+{
+	char errstr[900], detail[1100];
+	size_t live, asked = cfg->channel.n < CB_HELIX_LOGINS_MAX
+				     ? cfg->channel.n
+				     : CB_HELIX_LOGINS_MAX;
+	int err;
+
+	if (!cb_viewers_enabled(cfg)) {
+		report("viewers", "off",
+		       "no twitch_client_id and twitch_client_secret");
+		return true;
+	}
+	err = cb_viewers_probe(cfg, CHECK_TIMEOUT_MS, &live, errstr,
+			       sizeof(errstr));
+	if (err != 0) {
+		snprintf(detail, sizeof(detail), "%s: %s", cfg->helix_url,
+			 errstr);
+		report("viewers", "failed", detail);
+		return false;
+	}
+	if (asked == 0)
+		snprintf(detail, sizeof(detail),
+			 "%s: app access token obtained; no channel configured "
+			 "to ask about",
+			 cfg->helix_url);
+	else
+		snprintf(detail, sizeof(detail),
+			 "%s: %zu of %zu channel(s) live", cfg->helix_url, live,
+			 asked);
+	report("viewers", "ok", detail);
+	return true;
+}
+
 int cb_cmd_check(const struct cb_config *cfg)
 {
 	bool ok = true;
@@ -690,5 +733,9 @@ int cb_cmd_check(const struct cb_config *cfg)
 		ok &= check_twitch(cfg);
 	else
 		report("twitch", "skipped", "check_twitch is off");
+	if (!cb_viewers_enabled(cfg) || cfg->check_twitch)
+		ok &= check_viewers(cfg);
+	else
+		report("viewers", "skipped", "check_twitch is off");
 	return ok ? CB_EXIT_OK : CB_EXIT_FAILURE;
 }

@@ -66,6 +66,8 @@ static const struct route routes[] = {
 	{{"GET", "/api/channels/{channelId}/windows"}, cb_http_api_windows,
 	 "limit", 0},
 	{{"GET", "/api/channels/{channelId}/top"}, cb_http_api_top, "limit", 0},
+	{{"GET", "/api/channels/{channelId}/viewers"}, cb_http_api_viewers,
+	 "limit", 0},
 	{{"GET", "/api/channels/{channelId}/events"}, cb_http_sse_events, "",
 	 0},
 	{{"GET", "/api/channels/{channelId}/messages"}, cb_http_api_messages,

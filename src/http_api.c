@@ -24,6 +24,7 @@
 #include "chatbattle/metrics.h"
 #include "chatbattle/record.h"
 #include "chatbattle/stats_cache.h"
+#include "chatbattle/viewers.h"
 #include "http_int.h"
 
 #define JSON_TYPE "application/json"
@@ -427,6 +428,78 @@ enum MHD_Result cb_http_api_windows(struct cb_http_ctx *x)
 				x->channel, arr);
 	free(arr);
 	return cb_http_send_owned(x, 200, JSON_TYPE, body, blen, NULL);
+}
+
+/* ---- GET /api/channels/:id/viewers ---- */
+
+char *cb_http_viewers_json(struct cb_http *h, const char *channel,
+			   int64_t now_ms, size_t series_max, size_t *len)
+{
+	struct cb_viewers *vw = h->app->viewers;
+	struct cb_viewers_view view;
+	struct cb_viewers_sample *s = NULL;
+	bool have = cb_viewers_get(vw, channel, &view) == 0;
+	double rate = cb_http_channel_rate(h, channel, now_ms);
+	json_t *doc = json_object(), *arr;
+	size_t n = 0;
+	char *text;
+
+	json_object_set_new(doc, "channel_id", json_string(channel));
+	json_object_set_new(doc, "enabled", json_boolean(vw != NULL));
+	if (vw == NULL)
+		json_object_set_new(doc, "reason",
+				    json_string("no twitch_client_id and "
+						"twitch_client_secret"));
+	json_object_set_new(doc, "interval_s",
+			    json_integer(h->cfg->viewers_interval_s));
+	json_object_set_new(doc, "viewers",
+			    have ? json_integer(view.viewers) : json_null());
+	json_object_set_new(doc, "live",
+			    have ? json_boolean(view.live) : json_null());
+	json_object_set_new(doc, "updated",
+			    have ? json_integer(view.updated_ms) : json_null());
+	json_object_set_new(doc, "messages_per_minute", json_real(rate));
+	json_object_set_new(doc, "msgs_per_1k_viewers",
+			    cb_http_per_1k_json(rate, have, view.viewers));
+	if (series_max > 0) {
+		arr = json_array();
+		s = malloc(series_max * sizeof(*s));
+		if (s != NULL)
+			n = cb_viewers_series(vw, channel, s, series_max);
+		for (size_t i = 0; i < n; i++) {
+			json_t *e = json_object();
+
+			json_object_set_new(e, "t", json_integer(s[i].t_ms));
+			json_object_set_new(e, "viewers",
+					    s[i].viewers >= 0
+						    ? json_integer(s[i].viewers)
+						    : json_null());
+			json_array_append_new(arr, e);
+		}
+		free(s);
+		json_object_set_new(doc, "series", arr);
+	}
+	text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(doc);
+	*len = text ? strlen(text) : 0;
+	return text;
+}
+
+enum MHD_Result cb_http_api_viewers(struct cb_http_ctx *x)
+{
+	enum MHD_Result ret;
+	int64_t limit;
+	size_t len;
+	char *body;
+
+	if (cb_http_query_int(x, "limit", 60, 1, CB_VIEWERS_KEPT, &limit,
+			      &ret) != 0)
+		return ret;
+	body = cb_http_viewers_json(x->h, x->channel, cb_wall_ms(),
+				    (size_t)limit, &len);
+	if (body == NULL)
+		return cb_http_error(x, 500, NULL, "out of memory");
+	return cb_http_send_owned(x, 200, JSON_TYPE, body, len, NULL);
 }
 
 /* ---- GET /api/channels/:id/top ---- */

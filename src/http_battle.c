@@ -18,6 +18,12 @@
  * look busier than it is).  A channel whose newest window has ended has
  * nothing in the current one: 0.  Runs in libmicrohttpd's threads and in
  * the SSE callbacks; reads only.
+ *
+ * Viewer counts (viewers.h), when the poller runs: "viewers" (the last
+ * Helix count; 0 when offline; null before the first answer or when the
+ * counts are off), "live", and "msgs_per_1k_viewers": messages per minute
+ * per 1,000 viewers, null without a positive count.  A new count moves the
+ * document's version too.
  */
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +38,7 @@
 #include "chatbattle/irc.h"
 #include "chatbattle/clock.h"
 #include "chatbattle/stats_cache.h"
+#include "chatbattle/viewers.h"
 #include "http_int.h"
 
 #define JSON_TYPE "application/json"
@@ -50,6 +57,8 @@ struct fighter {
 	json_t *top_emote; /* owned; NULL when none */
 	json_t *mood;      /* owned "sentiment" number; NULL when none */
 	int64_t spark[SPARK_MINUTES];
+	bool have_viewers; /* the poller has a sample */
+	struct cb_viewers_view viewers;
 };
 
 int cb_http_battle_parse(struct cb_http_ctx *x,
@@ -115,13 +124,15 @@ uint64_t cb_http_battle_version(struct cb_http *h,
 
 	if (c == NULL)
 		return 0;
+	/* Both only grow: their sum moves when either does. */
 	if (q->all)
-		return cb_stats_cache_version(c);
+		return cb_stats_cache_version(c) +
+		       cb_viewers_version(h->app->viewers);
 	for (size_t i = 0; i < q->n; i++)
 		if (cb_stats_cache_get(c, q->names[i], &v) == 0 &&
 		    v.version > max)
 			max = v.version;
-	return max;
+	return max + cb_viewers_version(h->app->viewers);
 }
 
 static int64_t int_of(json_t *o, const char *key)
@@ -241,6 +252,29 @@ static json_t *ms_or_null(bool have, int64_t ms)
 	return have && ms > 0 ? json_integer(ms) : json_null();
 }
 
+json_t *cb_http_per_1k_json(double per_minute, bool have, int64_t viewers)
+{
+	if (!have || viewers <= 0)
+		return json_null();
+	return json_real(round(per_minute * 1000.0 / (double)viewers * 100.0) /
+			 100.0);
+}
+
+double cb_http_channel_rate(struct cb_http *h, const char *channel,
+			    int64_t now_ms)
+{
+	struct fighter f;
+	int64_t spark_start = (now_ms / MINUTE_MS - (SPARK_MINUTES - 1)) *
+			      MINUTE_MS;
+
+	memset(&f, 0, sizeof(f));
+	snprintf(f.name, sizeof(f.name), "%s", channel);
+	if (fill(h->app->cache, &f, now_ms, spark_start) != 0)
+		return 0;
+	json_decref(f.top_emote);
+	return f.stats ? f.rate : 0;
+}
+
 static json_t *fighter_json(const struct fighter *f, size_t rank)
 {
 	json_t *e = json_object(), *spark = json_array();
@@ -260,6 +294,16 @@ static json_t *fighter_json(const struct fighter *f, size_t rank)
 					 : json_null());
 	json_object_set_new(e, "sentiment",
 			    f->mood ? json_incref(f->mood) : json_null());
+	json_object_set_new(e, "viewers",
+			    f->have_viewers ? json_integer(f->viewers.viewers)
+					    : json_null());
+	json_object_set_new(e, "live", f->have_viewers
+					       ? json_boolean(f->viewers.live)
+					       : json_null());
+	json_object_set_new(e, "msgs_per_1k_viewers",
+			    cb_http_per_1k_json(f->rate,
+						f->have_viewers && f->stats,
+						f->viewers.viewers));
 	json_object_set_new(e, "sparkline", spark);
 	json_object_set_new(e, "has_stats", json_boolean(f->stats));
 	json_object_set_new(e, "in_window", json_boolean(f->current));
@@ -322,6 +366,8 @@ int cb_http_battle_json(struct cb_http *h,
 			     : NULL;
 		if ((err = fill(app->cache, &f[i], now_ms, spark_start)) != 0)
 			goto out;
+		f[i].have_viewers = cb_viewers_get(app->viewers, f[i].name,
+						   &f[i].viewers) == 0;
 	}
 	qsort(f, n, sizeof(*f), by_rank);
 	doc = json_object();

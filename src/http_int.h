@@ -130,6 +130,23 @@ int cb_http_battle_json(struct cb_http *h,
 uint64_t cb_http_battle_version(struct cb_http *h,
 				const struct cb_http_battle_query *q);
 enum MHD_Result cb_http_api_battle(struct cb_http_ctx *x);
+/* Messages per minute in channel's current window, as the battle ranks
+ * it (0 without figures). */
+double cb_http_channel_rate(struct cb_http *h, const char *channel,
+			    int64_t now_ms);
+/* messages per minute per 1,000 viewers, 2 decimals; null unless have and
+ * viewers > 0.  (jansson's json_t, as the battle uses it.) */
+struct json_t;
+struct json_t *cb_http_per_1k_json(double per_minute, bool have,
+				   int64_t viewers);
+/* GET /api/channels/:id/viewers (http_api.c), and its document:
+ * {"channel_id","enabled","interval_s","viewers","live","updated",
+ * "messages_per_minute","msgs_per_1k_viewers"[,"series"]} with up to
+ * series_max samples (0: no "series"), malloc'd compact JSON, or NULL
+ * when out of memory. */
+enum MHD_Result cb_http_api_viewers(struct cb_http_ctx *x);
+char *cb_http_viewers_json(struct cb_http *h, const char *channel,
+			   int64_t now_ms, size_t series_max, size_t *len);
 
 /* GET /api/channels/:id/messages (http_messages.c). */
 enum MHD_Result cb_http_api_messages(struct cb_http_ctx *x);

@@ -51,6 +51,7 @@
 #include "chatbattle/log.h"
 #include "chatbattle/metrics.h"
 #include "chatbattle/stats_cache.h"
+#include "chatbattle/viewers.h"
 #include "http_int.h"
 
 #define NOTIFY_SLICE_MS 250
@@ -63,6 +64,7 @@ struct sse_client {
 	struct MHD_Connection *conn;
 	char channel[26];
 	uint64_t sent_version; /* channel version last sent; 0 = none */
+	int64_t sent_viewers_ms; /* updated of the viewers event last sent */
 	int64_t next_hb_ms;    /* monotonic */
 	bool suspended;        /* under sse->lock */
 	struct cb_http_battle_query *battle; /* a battle stream, or NULL */
@@ -150,6 +152,19 @@ static int prepare_battle(struct sse_client *cl)
 	return 1;
 }
 
+/* A channel stream's viewer count changed since it was last sent (the
+ * "viewers" event goes out with the next stats change or heartbeat). */
+static bool viewers_due(const struct sse_client *cl, int64_t *updated)
+{
+	struct cb_viewers_view vv;
+
+	if (cb_viewers_get(cl->sse->h->app->viewers, cl->channel, &vv) != 0 ||
+	    vv.updated_ms == cl->sent_viewers_ms)
+		return false;
+	*updated = vv.updated_ms;
+	return true;
+}
+
 /* Builds the next message for cl into cl->out: its channel's stats when
  * they changed, else a heartbeat when due.  Returns 1 when there is one,
  * 0 when there is nothing to send, or a negative cb_err. */
@@ -157,7 +172,7 @@ static int prepare(struct sse_client *cl)
 {
 	struct cb_http_sse *s = cl->sse;
 	struct cb_stats_view v;
-	int64_t now = cb_mono_ms();
+	int64_t now = cb_mono_ms(), updated;
 	char *json, *msg;
 	size_t len, mlen;
 	int n;
@@ -188,6 +203,29 @@ static int prepare(struct sse_client *cl)
 		cl->out_off = 0;
 		cl->sent_version = v.version;
 		cl->next_hb_ms = now + s->h->cfg->sse_heartbeat_s * 1000;
+		cb_metric_add(CB_M_sse_events_total, 1);
+		return 1;
+	}
+	if (viewers_due(cl, &updated)) {
+		json = cb_http_viewers_json(s->h, cl->channel, cb_wall_ms(), 0,
+					    &len);
+		if (json == NULL)
+			return CB_E_NOMEM;
+		mlen = len + 32;
+		msg = malloc(mlen);
+		if (msg == NULL) {
+			free(json);
+			return CB_E_NOMEM;
+		}
+		/* No id: the stream's id stays the stats version, which a
+		 * reconnecting client resumes from. */
+		n = snprintf(msg, mlen, "event: viewers\ndata: %s\n\n", json);
+		free(json);
+		free(cl->out);
+		cl->out = msg;
+		cl->out_len = (size_t)n;
+		cl->out_off = 0;
+		cl->sent_viewers_ms = updated;
 		cb_metric_add(CB_M_sse_events_total, 1);
 		return 1;
 	}

@@ -34,6 +34,7 @@ const state = {
   fresh: new Set(),   // channels started from this page (highlighted)
   channel: null,      // selected channel login
   windows: [],        // ChannelStats, newest first
+  viewers: null,      // GET /api/channels/:id/viewers, then its events
   es: null,           // EventSource
   esTimer: null,
   lastEventAt: 0,     // Date.now() of the last stats event
@@ -275,7 +276,9 @@ function showChannel(name) {
   $('back-link').href = state.compare ? '#' + state.compare.join(',') : '#';
   render();
   renderChips();
+  state.viewers = null;
   loadWindows(name);
+  loadViewers(name);
   openStream(name);
   pollChannels(); // its IRC state now, not at the next poll
 }
@@ -315,6 +318,58 @@ async function loadWindows(name) {
   } catch (e) { /* shown by api() */ }
 }
 
+/* Viewer counts (Helix): the series once, then the stream's events. */
+async function loadViewers(name) {
+  try {
+    const { status, body } = await api(`channels/${encodeURIComponent(name)}/viewers?limit=120`);
+    if (name !== state.channel || status !== 200 || !body) return;
+    state.viewers = body;
+    render();
+  } catch (e) { /* shown by api() */ }
+}
+
+function mergeViewers(doc) {
+  const series = state.viewers && Array.isArray(state.viewers.series) ? state.viewers.series : [];
+  if (doc.updated && !series.some((p) => p.t === doc.updated)) {
+    series.push({ t: doc.updated, viewers: doc.live ? doc.viewers : null });
+    if (series.length > 240) series.shift();
+  }
+  state.viewers = Object.assign({}, doc, { series });
+}
+
+const fmtPer1k = (v) => (typeof v === 'number' ? v.toFixed(v >= 100 ? 0 : 1) : '–');
+
+function renderViewers() {
+  const v = state.viewers;
+  $('viewers').textContent = !v ? '–' : !v.enabled ? 'off' : typeof v.viewers !== 'number' ? '–' : v.live ? fmtInt(v.viewers) : 'offline';
+  $('viewers').title = v && !v.enabled ? `viewer counts are off: ${v.reason}` : '';
+  $('per1k').textContent = v ? fmtPer1k(v.msgs_per_1k_viewers) : '–';
+  const box = $('viewers-chart');
+  const W = Math.max(280, box.clientWidth || 600), H = Math.max(100, box.clientHeight || 140);
+  const L = 48, R = 8, T = 10, B = 20;
+  const svg = el('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img' });
+  const pts = (v && v.series ? v.series : []).filter((p) => typeof p.viewers === 'number');
+  svg.append(el('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }));
+  if (pts.length < 1) {
+    svg.append(el('text', { class: 'empty', x: W / 2, y: H / 2, 'text-anchor': 'middle' },
+      v && !v.enabled ? 'viewer counts are off (no Twitch client id/secret)' : 'waiting for viewer counts…'));
+    box.replaceChildren(svg);
+    return;
+  }
+  const max = Math.max(1, ...pts.map((p) => p.viewers));
+  const t0 = pts[0].t, t1 = Math.max(t0 + 1, pts[pts.length - 1].t);
+  const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
+  const y = (n) => H - B - (n / max) * (H - B - T);
+  const short = max >= 1e6 ? (max / 1e6).toFixed(1) + 'M' : max >= 1e4 ? Math.round(max / 1e3) + 'k' : fmtInt(max);
+  svg.append(el('text', { class: 'tick', x: L - 6, y: y(max) + 4, 'text-anchor': 'end' }, short));
+  svg.append(el('text', { class: 'tick', x: L, y: H - 4 }, hhmm(t0)));
+  svg.append(el('text', { class: 'tick', x: W - R, y: H - 4, 'text-anchor': 'end' }, hhmm(t1)));
+  const line = el('polyline', { class: 'vline', points: pts.map((p) => `${x(p.t).toFixed(1)},${y(p.viewers).toFixed(1)}`).join(' ') });
+  line.append(el('title', {}, `${fmtInt(pts[pts.length - 1].viewers)} viewers at ${hhmm(pts[pts.length - 1].t)}`));
+  svg.append(line);
+  box.replaceChildren(svg);
+}
+
 function merge(doc) {
   const i = state.windows.findIndex((w) => w.window_start === doc.window_start);
   if (i >= 0) state.windows[i] = doc;
@@ -342,6 +397,13 @@ function openStream(name) {
     if (name !== state.channel || doc.channel_id !== name) return;
     state.lastEventAt = Date.now();
     merge(doc);
+    render();
+  });
+  es.addEventListener('viewers', (e) => {
+    let doc;
+    try { doc = JSON.parse(e.data); } catch (err) { return; }
+    if (name !== state.channel || doc.channel_id !== name) return;
+    mergeViewers(doc);
     render();
   });
   es.addEventListener('error', () => {
@@ -494,6 +556,12 @@ function renderBattle() {
         meta.append(md);
       }
     }
+    if (typeof f.viewers === 'number') {
+      const vw = document.createElement('span');
+      vw.className = 'viewers';
+      vw.textContent = f.live ? ` · ${fmtInt(f.viewers)} viewers · ${fmtPer1k(f.msgs_per_1k_viewers)} /min per 1k` : ' · offline';
+      meta.append(vw);
+    }
     b.append(rank, name, rate, meta, sparkline(f.sparkline || []));
     b.addEventListener('click', () => select(f.channel_id));
     li.append(b);
@@ -533,6 +601,7 @@ function render() {
   $('rate').textContent = full.length ? fmtInt(full[full.length - 1].count) : '–';
   renderEvents(w);
   renderChart(series);
+  renderViewers();
   renderBars('top-emotes', w && w.top_emotes, 'name');
   renderBars('top-chatters', w && w.top_chatters, 'username');
   renderMoments();

@@ -5,7 +5,7 @@
  * order; on SIGINT/SIGTERM (or a fatal module error) it stops them in reverse
  * order, so that every consumer outlives its producers:
  *
- *   cql -> stats -> aggregator -> producer -> irc -> http
+ *   cql -> stats -> aggregator -> producer -> irc -> viewers -> http
  *
  * Each module owns its thread(s) and state; what crosses threads is the rings
  * below, the stats cache, the metrics, and cb_app_request_stop().
@@ -26,6 +26,7 @@ struct cb_agg;
 struct cb_cql;
 struct cb_statsd;
 struct cb_http;
+struct cb_viewers;
 
 struct cb_app {
 	const struct cb_config *cfg;
@@ -46,6 +47,7 @@ struct cb_app {
 	struct cb_cql *cql;
 	struct cb_statsd *statsd;
 	struct cb_http *http;
+	struct cb_viewers *viewers; /* NULL: viewer counts off */
 
 	/* Set by any thread that hits a fatal error; main then stops all. */
 	atomic_bool stop_requested;
