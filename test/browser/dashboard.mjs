@@ -18,36 +18,19 @@
 // Environment: CB_URL (the server), CB_SERVER_PID, CB_BROWSER_MODULES (the
 // node_modules holding playwright-core), CB_SHOT_DIR, CB_RANKED (channels,
 // busiest first), CB_BATTLE_SIZE (channels watched), CB_CHANNEL.
-import { createRequire } from 'node:module';
-
-const require = createRequire(process.env.CB_BROWSER_MODULES + '/');
-const { chromium } = require('playwright-core');
+import { failed, launch, ok, waitFor } from './lib.mjs';
 
 const url = process.env.CB_URL;
 const channel = process.env.CB_CHANNEL || 'browsertest';
 const ranked = (process.env.CB_RANKED || '').split(',').filter(Boolean);
 const size = Number(process.env.CB_BATTLE_SIZE || ranked.length);
 const shots = process.env.CB_SHOT_DIR || '.';
-let failed = 0;
 
-function ok(cond, name, detail) {
-  console.log(`${cond ? 'ok' : 'not ok'} - ${name}`);
-  if (!cond) {
-    failed++;
-    if (detail) console.log(`# ${detail}`);
-  }
-  return cond;
-}
 
 const count = (page) => page.$eval('#count', (e) => Number(e.textContent.replace(/[^0-9]/g, '')) || 0);
 const order = (page) => page.$$eval('#battle-list .fighter', (l) => l.map((e) => e.dataset.channel));
-const waitFor = (page, fn, arg, ms) => page.waitForFunction(fn, arg, { timeout: ms }).then(() => true, () => false);
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const consoleErrors = [];
@@ -221,4 +204,4 @@ try {
 } finally {
   await browser.close();
 }
-process.exit(failed ? 1 : 0);
+process.exit(failed() ? 1 : 0);

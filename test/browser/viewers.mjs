@@ -8,32 +8,15 @@
 // Environment: CB_URL, CB_BROWSER_MODULES (node_modules with
 // playwright-core), CB_CHANNEL, CB_VIEWERS (the count, formatted en-US),
 // CB_SHOT_DIR (viewers.png).
-import { createRequire } from 'node:module';
-
-const require = createRequire(process.env.CB_BROWSER_MODULES + '/');
-const { chromium } = require('playwright-core');
+import { failed, launch, ok, waitFor } from './lib.mjs';
 
 const url = process.env.CB_URL;
 const channel = process.env.CB_CHANNEL;
 const viewers = process.env.CB_VIEWERS;
-let failed = 0;
 
-function ok(cond, name, detail) {
-  console.log(`${cond ? 'ok' : 'not ok'} - ${name}`);
-  if (!cond) {
-    failed++;
-    if (detail) console.log(`# ${detail}`);
-  }
-  return cond;
-}
 
-const waitFor = (page, fn, arg, ms) => page.waitForFunction(fn, arg, { timeout: ms }).then(() => true, () => false);
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   await page.goto(`${url}#${channel}`);
@@ -54,4 +37,4 @@ try {
 } finally {
   await browser.close();
 }
-process.exit(failed ? 1 : 0);
+process.exit(failed() ? 1 : 0);
