@@ -104,6 +104,34 @@ static int set_out(struct sse_client *cl, const char *text, size_t len)
 	return 0;
 }
 
+/* Frames json (taken: freed here) as one event into cl->out: an "id:" line
+ * when id is not NULL, then "event: name" and one "data:" line.  Returns 0
+ * or CB_E_NOMEM. */
+static int queue_event(struct sse_client *cl, const uint64_t *id,
+		       const char *name, char *json, size_t len)
+{
+	size_t mlen = len + strlen(name) + 64;
+	char *msg = malloc(mlen);
+	int n;
+
+	if (msg == NULL) {
+		free(json);
+		return CB_E_NOMEM;
+	}
+	if (id != NULL)
+		n = snprintf(msg, mlen, "id: %" PRIu64 "\nevent: %s\ndata: %s\n\n",
+			     *id, name, json);
+	else
+		n = snprintf(msg, mlen, "event: %s\ndata: %s\n\n", name, json);
+	free(json);
+	free(cl->out);
+	cl->out = msg;
+	cl->out_len = (size_t)n;
+	cl->out_off = 0;
+	cb_metric_add(CB_M_sse_events_total, 1);
+	return 0;
+}
+
 /* A battle stream's next document is due (under s->lock in wake()). */
 static bool battle_due(struct sse_client *cl, int64_t now)
 {
@@ -119,9 +147,8 @@ static int prepare_battle(struct sse_client *cl)
 	struct cb_http_sse *s = cl->sse;
 	int64_t now = cb_mono_ms();
 	uint64_t v;
-	char *json, *msg;
-	size_t len, mlen;
-	int n;
+	char *json;
+	size_t len;
 
 	if (!battle_due(cl, now))
 		return 0;
@@ -131,24 +158,12 @@ static int prepare_battle(struct sse_client *cl)
 	if (cb_http_battle_json(s->h, cl->battle, cb_wall_ms(), &json, &len) !=
 	    0)
 		return CB_E_NOMEM;
-	mlen = len + 64;
-	msg = malloc(mlen);
-	if (msg == NULL) {
-		free(json);
+	if (queue_event(cl, &v, "battle", json, len) != 0)
 		return CB_E_NOMEM;
-	}
-	n = snprintf(msg, mlen, "id: %" PRIu64 "\nevent: battle\ndata: %s\n\n",
-		     v, json);
-	free(json);
-	free(cl->out);
-	cl->out = msg;
-	cl->out_len = (size_t)n;
-	cl->out_off = 0;
 	cl->sent_version = v;
 	cl->sent_any = true;
 	cl->next_battle_ms = now + BATTLE_MIN_MS;
 	cl->next_hb_ms = now + s->h->cfg->sse_heartbeat_s * 1000;
-	cb_metric_add(CB_M_sse_events_total, 1);
 	return 1;
 }
 
@@ -173,9 +188,8 @@ static int prepare(struct sse_client *cl)
 	struct cb_http_sse *s = cl->sse;
 	struct cb_stats_view v;
 	int64_t now = cb_mono_ms(), updated;
-	char *json, *msg;
-	size_t len, mlen;
-	int n;
+	char *json;
+	size_t len;
 
 	if (cl->battle != NULL)
 		return prepare_battle(cl);
@@ -188,22 +202,10 @@ static int prepare(struct sse_client *cl)
 		for (size_t i = 0; i < len; i++)
 			if (json[i] == '\n' || json[i] == '\r')
 				json[i] = ' ';
-		mlen = len + 64;
-		msg = malloc(mlen);
-		if (msg == NULL) {
-			free(json);
+		if (queue_event(cl, &v.version, "stats", json, len) != 0)
 			return CB_E_NOMEM;
-		}
-		n = snprintf(msg, mlen, "id: %" PRIu64 "\nevent: stats\ndata: %s\n\n",
-			     v.version, json);
-		free(json);
-		free(cl->out);
-		cl->out = msg;
-		cl->out_len = (size_t)n;
-		cl->out_off = 0;
 		cl->sent_version = v.version;
 		cl->next_hb_ms = now + s->h->cfg->sse_heartbeat_s * 1000;
-		cb_metric_add(CB_M_sse_events_total, 1);
 		return 1;
 	}
 	if (viewers_due(cl, &updated)) {
@@ -211,22 +213,11 @@ static int prepare(struct sse_client *cl)
 					    &len);
 		if (json == NULL)
 			return CB_E_NOMEM;
-		mlen = len + 32;
-		msg = malloc(mlen);
-		if (msg == NULL) {
-			free(json);
-			return CB_E_NOMEM;
-		}
 		/* No id: the stream's id stays the stats version, which a
 		 * reconnecting client resumes from. */
-		n = snprintf(msg, mlen, "event: viewers\ndata: %s\n\n", json);
-		free(json);
-		free(cl->out);
-		cl->out = msg;
-		cl->out_len = (size_t)n;
-		cl->out_off = 0;
+		if (queue_event(cl, NULL, "viewers", json, len) != 0)
+			return CB_E_NOMEM;
 		cl->sent_viewers_ms = updated;
-		cb_metric_add(CB_M_sse_events_total, 1);
 		return 1;
 	}
 	if (now >= cl->next_hb_ms) {
